@@ -1,0 +1,94 @@
+"""The types every stage shares: where a record came from, the conversation it holds, and why it failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
+ROLES = (SYSTEM, USER, ASSISTANT)
+
+# Reason codes for rejected records: stable strings that scripts and the rejects file rely on.
+INVALID_JSON = "invalid_json"
+INVALID_UTF8 = "invalid_utf8"
+NOT_AN_OBJECT = "not_an_object"
+MISSING_MESSAGES = "missing_messages"
+MESSAGES_NOT_LIST = "messages_not_list"
+MESSAGE_NOT_OBJECT = "message_not_object"
+UNKNOWN_ROLE = "unknown_role"
+CONTENT_NOT_STRING = "content_not_string"
+EMPTY_CONTENT = "empty_content"
+BAD_TRAIN_FLAG = "bad_train_flag"
+NO_TRAINED_TOKENS = "no_trained_tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a record came from, so every error and reject can point at it."""
+
+    source: str
+    line: int | None = None
+    row: int | None = None
+
+    def __str__(self) -> str:
+        if self.line is not None:
+            return f"{self.source}:{self.line}"
+        if self.row is not None:
+            return f"{self.source}[row {self.row}]"
+        return self.source
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn; `train` is the data's own per-message override of the mask policy (None: follow it)."""
+
+    role: str
+    content: str
+    train: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """The one contract between input and output: ordered messages and their origin."""
+
+    messages: tuple[Message, ...]
+    location: Location
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A raw record as a reader found it: decoded data, not yet known to be a conversation."""
+
+    location: Location
+    data: Any
+
+
+class RecordError(Exception):
+    """A record that cannot become a training sample; `reason` is one of the codes above."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that was not written, with why; `raw` is the record or the unparseable text."""
+
+    location: Location
+    reason: str
+    detail: str
+    raw: Any = field(default=None, repr=False)
+
+    def to_json(self) -> dict:
+        """The rejects-file row: location first, so a person can jump to the line."""
+        return {
+            "location": str(self.location),
+            "source": self.location.source,
+            "line": self.location.line,
+            "row": self.location.row,
+            "reason": self.reason,
+            "detail": self.detail,
+            "record": self.raw,
+        }

@@ -1,0 +1,190 @@
+"""The convert run: read -> shape -> render -> write, streamed in batches, with counts that add up."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from . import __version__
+from .conversation import Conversation, Record, RecordError, Rejected
+from .readers import expand_inputs, read_records, reader_for
+from .shapes import SHAPES
+from .template import Encoded, Llama3Template, MaskPolicy
+from .tokenizer import Tokenizer
+from .writers import MANIFEST_FILE, REJECTS_FILE, ParquetShardWriter, RejectsWriter, ShardInfo, write_manifest
+
+BATCH_RECORDS = 1024  # records shaped and tokenized together; also the Parquet row-group size
+
+
+class ConvertError(Exception):
+    """A run that cannot start or must stop; the message says what to do."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertOptions:
+    """Everything that decides the bytes a run writes (and so goes into the manifest)."""
+
+    tokenizer: str | None = None
+    shape: str = "openai"
+    train_on: MaskPolicy = MaskPolicy.ASSISTANT
+    shard_rows: int = 100_000
+    on_error: str = "skip"
+
+    def to_json(self) -> dict:
+        return {
+            "shape": self.shape,
+            "template": Llama3Template.name,
+            "train_on": MaskPolicy(self.train_on).value,
+            "shard_rows": self.shard_rows,
+            "on_error": self.on_error,
+        }
+
+
+@dataclass
+class Summary:
+    """The run's counts; `read == written + rejected + dropped` always holds."""
+
+    read: int = 0
+    written: int = 0
+    dropped: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+    tokens: int = 0
+    trained_tokens: int = 0
+    shards: list[ShardInfo] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejected_by_reason.values())
+
+    def to_json(self) -> dict:
+        return {
+            "read": self.read,
+            "written": self.written,
+            "rejected": self.rejected,
+            "dropped": self.dropped,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+            "tokens": self.tokens,
+            "trained_tokens": self.trained_tokens,
+        }
+
+
+def prepare_output(out_dir: Path, overwrite: bool) -> None:
+    """Create the output folder; refuse one holding files unless told to overwrite our own."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = sorted(p.name for p in out_dir.iterdir())
+    if not existing:
+        return
+    if not overwrite:
+        shown = ', '.join(existing[:3]) + (', ...' if len(existing) > 3 else '')
+        raise ConvertError(f"{out_dir} is not empty ({shown}); pass --overwrite to replace it")
+    ours = {MANIFEST_FILE, REJECTS_FILE}
+    for path in out_dir.iterdir():
+        if path.name in ours or (path.name.startswith("shard-") and path.suffix == ".parquet"):
+            path.unlink()
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
+            progress: bool = False) -> Summary:
+    """Convert raw chat records into tokenized Parquet shards, `rejects.jsonl` and `manifest.json`.
+
+    Args:
+        inputs: files, folders or globs.
+        out_dir: the output folder; created if missing, and refused if it holds files unless `overwrite`.
+        options: what decides the output bytes.
+        overwrite: replace a previous run's files in `out_dir`.
+        progress: show a progress bar on stderr.
+
+    Raises:
+        ConvertError: no input, an unreadable input, a non-empty output folder, or (with
+            `on_error="fail"`) the first rejected record.
+    """
+    try:
+        paths = expand_inputs(inputs)
+        for path in paths:
+            reader_for(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConvertError(str(error)) from error
+    if not paths:
+        raise ConvertError(f"no input files found in {', '.join(inputs)}")
+    try:
+        tokenizer = Tokenizer(options.tokenizer)
+    except (OSError, ValueError) as error:
+        raise ConvertError(f"cannot load tokenizer: {error}") from error
+    out_dir = Path(out_dir)
+    prepare_output(out_dir, overwrite)
+
+    template = Llama3Template(tokenizer, options.train_on)
+    shape = SHAPES[options.shape]()
+    writer = ParquetShardWriter(out_dir, shard_rows=options.shard_rows)
+    rejects = RejectsWriter(out_dir)
+    summary = Summary()
+    try:
+        run(read_records(paths), shape, template, writer, rejects, summary, options, progress)
+        summary.shards = writer.close()
+        rejects.close()
+    except BaseException:
+        writer.abort()
+        rejects.abort()
+        raise
+    write_manifest(out_dir, {
+        "sftconv_version": __version__,
+        "format": ParquetShardWriter.name,
+        "inputs": [str(p) for p in paths],
+        "options": options.to_json(),
+        "tokenizer": {"name": tokenizer.name, "sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size},
+        "counts": summary.to_json(),
+        "shards": [s.to_json() for s in summary.shards],
+        "rejects_file": REJECTS_FILE,
+    })
+    return summary
+
+
+def run(items: Iterable[Record | Rejected], shape, template: Llama3Template, writer: ParquetShardWriter,
+        rejects: RejectsWriter, summary: Summary, options: ConvertOptions, progress: bool) -> None:
+    """Stream records through shape and template into the writer, counting every outcome."""
+    from tqdm import tqdm
+
+    def reject(item: Rejected) -> None:
+        if options.on_error == "fail":
+            raise ConvertError(f"{item.location}: {item.reason}: {item.detail}")
+        summary.rejected_by_reason[item.reason] += 1
+        rejects.write(item)
+
+    with tqdm(disable=not progress, unit=" rec", desc="converting", dynamic_ncols=True) as bar:
+        for batch in batched(items, BATCH_RECORDS):
+            summary.read += len(batch)
+            outcomes: list[Rejected | Record] = []
+            conversations: list[Conversation] = []
+            for item in batch:
+                if isinstance(item, Record):
+                    try:
+                        conversations.append(Conversation(shape(item.data), item.location))
+                    except RecordError as error:
+                        item = Rejected(item.location, error.reason, error.detail, item.data)
+                outcomes.append(item)
+            rendered = iter(template.render_batch(conversations))
+            samples: list[Encoded] = []
+            for item in outcomes:  # in input order, so rejects.jsonl follows the input
+                if isinstance(item, Record):
+                    result = next(rendered)
+                    if isinstance(result, Encoded):
+                        samples.append(result)
+                        continue
+                    item = Rejected(item.location, result.reason, result.detail, item.data)
+                reject(item)
+            writer.write(samples)
+            summary.written += len(samples)
+            summary.tokens += sum(len(s.input_ids) for s in samples)
+            summary.trained_tokens += sum(s.trained_tokens for s in samples)
+            bar.update(len(batch))
+            bar.set_postfix(tokens=summary.tokens, refresh=False)

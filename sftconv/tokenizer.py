@@ -1,0 +1,115 @@
+"""Load a tiktoken-format Llama 3 BPE file and encode plain text with it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from functools import cached_property
+from importlib.resources import files
+from pathlib import Path
+
+import tiktoken
+
+# Llama 3's split regex, as in Meta's reference tokenizer (llama_models/llama3/tokenizer.py).
+PAT_STR = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+NAMED_SPECIAL_TOKENS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>",
+    "<|step_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|python_tag|>",
+    "<|image|>",
+)
+NUM_SPECIAL_TOKENS = 256
+DEFAULT_TOKENIZER_NAME = "llama-models:llama3/tokenizer.model"
+
+
+def default_tokenizer_path() -> Path:
+    """The official Llama 3 tokenizer file that the `llama-models` package ships."""
+    return Path(str(files("llama_models").joinpath("llama3", "tokenizer.model")))
+
+
+def special_token_names() -> list[str]:
+    """All 256 special-token strings in id order, reserved ones numbered as Meta numbers them."""
+    reserved = NUM_SPECIAL_TOKENS - len(NAMED_SPECIAL_TOKENS)
+    return [*NAMED_SPECIAL_TOKENS, *(f"<|reserved_special_token_{2 + i}|>" for i in range(reserved))]
+
+
+def load_ranks(data: bytes) -> dict[bytes, int]:
+    """Parse a tiktoken BPE file: one `base64(token) rank` pair per line."""
+    ranks = {}
+    for number, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except ValueError as error:
+            raise ValueError(f"not a tiktoken BPE file: line {number} is {line[:60]!r}") from error
+    return ranks
+
+
+class Tokenizer:
+    """A Llama 3 tokenizer: the file's BPE ranks plus Meta's 256 special tokens after them.
+
+    Args:
+        path: a tiktoken-format BPE file; None for the official Llama 3 file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not in tiktoken BPE format.
+
+    Example:
+        >>> Tokenizer().encode("Hello, world")
+        [9906, 11, 1917]
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_tokenizer_path()
+        self.name = str(path) if path is not None else DEFAULT_TOKENIZER_NAME
+        data = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        ranks = load_ranks(data)
+        self.special_tokens = {name: len(ranks) + i for i, name in enumerate(special_token_names())}
+        self.vocab_size = len(ranks) + NUM_SPECIAL_TOKENS
+        self._encoding = tiktoken.Encoding(
+            name=self.path.name, pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=self.special_tokens
+        )
+
+    @cached_property
+    def bos_id(self) -> int:
+        return self.special_tokens["<|begin_of_text|>"]
+
+    @cached_property
+    def eot_id(self) -> int:
+        return self.special_tokens["<|eot_id|>"]
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of `text` as ordinary text.
+
+        `encode_ordinary` never parses special tokens out of text: a user who types `<|eot_id|>`
+        gets the ids of those characters, so data can never forge a turn boundary.
+        """
+        return self._encoding.encode_ordinary(text)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Ids of many texts as ordinary text, in order."""
+        encode = self._encoding.encode_ordinary
+        return [encode(text) for text in texts]
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`, special tokens written as their names."""
+        return self._encoding.decode(ids)
+
+    def decode_tokens(self, ids: list[int]) -> list[str]:
+        """Each id's own text, for showing token boundaries (partial UTF-8 shown as U+FFFD)."""
+        return [b.decode("utf-8", errors="replace") for b in self._encoding.decode_tokens_bytes(ids)]
