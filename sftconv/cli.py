@@ -19,23 +19,38 @@ def main() -> None:
     """Turn raw chat data into exact Llama 3 token shards with loss masks."""
 
 
+def source_options(command):
+    """The options that decide how records become samples, shared by every command that reads raw data."""
+    options = [
+        click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False),
+                     help="A tiktoken-format Llama 3 BPE file. [default: Meta's Llama 3 file from llama-models]"),
+        click.option("--train-on", type=click.Choice([p.value for p in MaskPolicy]),
+                     default=MaskPolicy.ASSISTANT.value, show_default=True,
+                     help="Tokens that count toward the loss: every assistant answer, the last one only, or "
+                          "all but the BOS. A message's own `weight`/`train` field overrides this."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def source_fields(params: dict) -> dict:
+    """The SourceOptions fields from a command's parsed parameters."""
+    return {"tokenizer": params["tokenizer"], "train_on": MaskPolicy(params["train_on"])}
+
+
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder for shards, rejects.jsonl and manifest.json.")
-@click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False),
-              help="A tiktoken-format Llama 3 BPE file. [default: Meta's Llama 3 file from llama-models]")
-@click.option("--train-on", type=click.Choice([p.value for p in MaskPolicy]), default=MaskPolicy.ASSISTANT.value,
-              show_default=True,
-              help="Tokens that count toward the loss: every assistant answer, the last one only, or all "
-                   "but the BOS. A message's own `weight`/`train` field overrides this.")
+@source_options
 @click.option("--shard-rows", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Samples per Parquet shard.")
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="skip: write bad records to rejects.jsonl and go on; fail: stop at the first one (exit 1).")
 @click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in the output folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
-def convert(inputs, out_dir, tokenizer, train_on, shard_rows, on_error, overwrite, quiet):
+def convert(inputs, out_dir, shard_rows, on_error, overwrite, quiet, **source):
     """Convert chat records (OpenAI `messages` JSONL) into tokenized Parquet shards.
 
     Each record becomes one sample in the Llama 3 Instruct format: `input_ids`, `labels`
@@ -53,8 +68,7 @@ def convert(inputs, out_dir, tokenizer, train_on, shard_rows, on_error, overwrit
     from .pipeline import ConvertError, ConvertOptions
     from .pipeline import convert as run_convert
 
-    options = ConvertOptions(tokenizer=tokenizer, train_on=MaskPolicy(train_on), shard_rows=shard_rows,
-                             on_error=on_error)
+    options = ConvertOptions(**source_fields(source), shard_rows=shard_rows, on_error=on_error)
     try:
         summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, progress=not quiet)
     except ConvertError as error:

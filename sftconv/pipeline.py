@@ -24,23 +24,26 @@ class ConvertError(Exception):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ConvertOptions:
-    """Everything that decides the bytes a run writes (and so goes into the manifest)."""
+class SourceOptions:
+    """What decides how raw records become samples; shared by convert, validate and inspect."""
 
     tokenizer: str | None = None
     shape: str = "openai"
     train_on: MaskPolicy = MaskPolicy.ASSISTANT
+
+    def to_json(self) -> dict:
+        return {"shape": self.shape, "template": Llama3Template.name, "train_on": MaskPolicy(self.train_on).value}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertOptions(SourceOptions):
+    """Everything that decides the bytes a convert run writes (and so goes into the manifest)."""
+
     shard_rows: int = 100_000
     on_error: str = "skip"
 
     def to_json(self) -> dict:
-        return {
-            "shape": self.shape,
-            "template": Llama3Template.name,
-            "train_on": MaskPolicy(self.train_on).value,
-            "shard_rows": self.shard_rows,
-            "on_error": self.on_error,
-        }
+        return {**super().to_json(), "shard_rows": self.shard_rows, "on_error": self.on_error}
 
 
 @dataclass
@@ -93,6 +96,65 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+@dataclass
+class Source:
+    """Opened inputs, ready to stream: the files, the shape that reads them and the template that renders."""
+
+    paths: list[Path]
+    tokenizer: Tokenizer
+    template: Llama3Template
+    shape: object
+
+    def records(self) -> Iterator[Record | Rejected]:
+        return read_records(self.paths)
+
+
+def open_source(inputs: list[str], options: SourceOptions) -> Source:
+    """Expand the inputs and load the tokenizer, failing early with a message a user can act on.
+
+    Raises:
+        ConvertError: an input is missing or of an unknown type, there is no input, or the tokenizer
+            cannot be loaded.
+    """
+    try:
+        paths = expand_inputs(inputs)
+        for path in paths:
+            reader_for(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConvertError(str(error)) from error
+    if not paths:
+        raise ConvertError(f"no input files found in {', '.join(inputs)}")
+    try:
+        tokenizer = Tokenizer(options.tokenizer)
+    except (OSError, ValueError) as error:
+        raise ConvertError(f"cannot load tokenizer: {error}") from error
+    return Source(paths, tokenizer, Llama3Template(tokenizer, options.train_on), SHAPES[options.shape]())
+
+
+def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
+                   ) -> Iterator[list[Encoded | Rejected]]:
+    """Shape and render records a batch at a time; each item becomes a sample or a Rejected, in input order."""
+    for batch in batched(items, BATCH_RECORDS):
+        outcomes: list[Rejected | Record] = []
+        conversations: list[Conversation] = []
+        for item in batch:
+            if isinstance(item, Record):
+                try:
+                    conversations.append(Conversation(shape(item.data), item.location))
+                except RecordError as error:
+                    item = Rejected(item.location, error.reason, error.detail, item.data)
+            outcomes.append(item)
+        rendered = iter(template.render_batch(conversations))
+        results: list[Encoded | Rejected] = []
+        for item in outcomes:
+            if isinstance(item, Record):
+                result = next(rendered)
+                item = result if isinstance(result, Encoded) else Rejected(
+                    item.location, result.reason, result.detail, item.data)
+            results.append(item)
+        yield results
+
+
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
             progress: bool = False) -> Summary:
     """Convert raw chat records into tokenized Parquet shards, `rejects.jsonl` and `manifest.json`.
@@ -108,38 +170,25 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         ConvertError: no input, an unreadable input, a non-empty output folder, or (with
             `on_error="fail"`) the first rejected record.
     """
-    try:
-        paths = expand_inputs(inputs)
-        for path in paths:
-            reader_for(path)
-    except (FileNotFoundError, ValueError) as error:
-        raise ConvertError(str(error)) from error
-    if not paths:
-        raise ConvertError(f"no input files found in {', '.join(inputs)}")
-    try:
-        tokenizer = Tokenizer(options.tokenizer)
-    except (OSError, ValueError) as error:
-        raise ConvertError(f"cannot load tokenizer: {error}") from error
+    source = open_source(inputs, options)
     out_dir = Path(out_dir)
     prepare_output(out_dir, overwrite)
-
-    template = Llama3Template(tokenizer, options.train_on)
-    shape = SHAPES[options.shape]()
     writer = ParquetShardWriter(out_dir, shard_rows=options.shard_rows)
     rejects = RejectsWriter(out_dir)
     summary = Summary()
     try:
-        run(read_records(paths), shape, template, writer, rejects, summary, options, progress)
+        run(source, writer, rejects, summary, options, progress)
         summary.shards = writer.close()
         rejects.close()
     except BaseException:
         writer.abort()
         rejects.abort()
         raise
+    tokenizer = source.tokenizer
     write_manifest(out_dir, {
         "sftconv_version": __version__,
         "format": ParquetShardWriter.name,
-        "inputs": [str(p) for p in paths],
+        "inputs": [str(p) for p in source.paths],
         "options": options.to_json(),
         "tokenizer": {"name": tokenizer.name, "sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size},
         "counts": summary.to_json(),
@@ -149,42 +198,26 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     return summary
 
 
-def run(items: Iterable[Record | Rejected], shape, template: Llama3Template, writer: ParquetShardWriter,
-        rejects: RejectsWriter, summary: Summary, options: ConvertOptions, progress: bool) -> None:
-    """Stream records through shape and template into the writer, counting every outcome."""
+def run(source: Source, writer: ParquetShardWriter, rejects: RejectsWriter, summary: Summary,
+        options: ConvertOptions, progress: bool) -> None:
+    """Stream the source's samples into the writer and its rejects into the rejects file, counting each."""
     from tqdm import tqdm
 
-    def reject(item: Rejected) -> None:
-        if options.on_error == "fail":
-            raise ConvertError(f"{item.location}: {item.reason}: {item.detail}")
-        summary.rejected_by_reason[item.reason] += 1
-        rejects.write(item)
-
     with tqdm(disable=not progress, unit=" rec", desc="converting", dynamic_ncols=True) as bar:
-        for batch in batched(items, BATCH_RECORDS):
-            summary.read += len(batch)
-            outcomes: list[Rejected | Record] = []
-            conversations: list[Conversation] = []
-            for item in batch:
-                if isinstance(item, Record):
-                    try:
-                        conversations.append(Conversation(shape(item.data), item.location))
-                    except RecordError as error:
-                        item = Rejected(item.location, error.reason, error.detail, item.data)
-                outcomes.append(item)
-            rendered = iter(template.render_batch(conversations))
-            samples: list[Encoded] = []
-            for item in outcomes:  # in input order, so rejects.jsonl follows the input
-                if isinstance(item, Record):
-                    result = next(rendered)
-                    if isinstance(result, Encoded):
-                        samples.append(result)
-                        continue
-                    item = Rejected(item.location, result.reason, result.detail, item.data)
-                reject(item)
+        for results in encode_batches(source.records(), source.shape, source.template):
+            samples = []
+            for item in results:
+                if isinstance(item, Encoded):
+                    samples.append(item)
+                elif options.on_error == "fail":
+                    raise ConvertError(f"{item.location}: {item.reason}: {item.detail}")
+                else:
+                    summary.rejected_by_reason[item.reason] += 1
+                    rejects.write(item)
             writer.write(samples)
+            summary.read += len(results)
             summary.written += len(samples)
             summary.tokens += sum(len(s.input_ids) for s in samples)
             summary.trained_tokens += sum(s.trained_tokens for s in samples)
-            bar.update(len(batch))
+            bar.update(len(results))
             bar.set_postfix(tokens=summary.tokens, refresh=False)
