@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 from functools import cached_property
 from importlib.resources import files
@@ -45,16 +45,20 @@ def special_token_names() -> list[str]:
 
 
 def load_ranks(data: bytes) -> dict[bytes, int]:
-    """Parse a tiktoken BPE file: one `base64(token) rank` pair per line."""
-    ranks = {}
-    for number, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            token, rank = line.split()
-            ranks[base64.b64decode(token, validate=True)] = int(rank)
-        except ValueError as error:
-            raise ValueError(f"not a tiktoken BPE file: line {number} is {line[:60]!r}") from error
+    """Parse a tiktoken BPE file: one `base64(token) rank` pair per line, ranks 0..n-1.
+
+    Raises:
+        ValueError: the data is not in that format.
+    """
+    fields = data.split()
+    try:
+        if len(fields) % 2:
+            raise ValueError("odd number of fields")
+        ranks = dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
+    except (ValueError, binascii.Error) as error:
+        raise ValueError(f"not a tiktoken BPE file ({error}); expected lines of 'base64-token rank'") from error
+    if len(ranks) * 2 != len(fields) or set(ranks.values()) != set(range(len(ranks))):
+        raise ValueError("not a tiktoken BPE file: tokens or ranks repeat, or ranks are not 0..n-1")
     return ranks
 
 
