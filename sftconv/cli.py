@@ -179,7 +179,7 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
         if html_file:
             with open(html_file, "w", encoding="utf-8") as handle:
                 handle.write(render_html(shown, samples.tokenizer, title=samples.name))
-            click.echo(f"wrote {len(shown):,} samples to {html_file}", err=True)
+            click.echo(f"wrote {len(shown):,} sample{'' if len(shown) == 1 else 's'} to {html_file}", err=True)
         else:
             render = render_tokens if token_table else render_text
             for number, item in enumerate(shown):
@@ -207,5 +207,5 @@ def note_unused_source_options(ctx: click.Context) -> None:
     given = [p.opts[0] for p in source_options(lambda: None).__click_params__
              if p.name != "tokenizer" and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE]
     if given:
-        click.echo(f"note: {', '.join(given)} only apply to raw input; stored samples keep the ids and "
-                   "masks convert wrote", err=True)
+        click.echo(f"note: ignored for stored samples, which keep the ids and masks convert wrote: "
+                   f"{', '.join(given)}", err=True)

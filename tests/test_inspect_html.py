@@ -60,7 +60,7 @@ def write_page(tmp_path, policy: str = "assistant"):
     source = write_jsonl(tmp_path / "chat.jsonl", [{"messages": MESSAGES}])
     page = tmp_path / f"page-{policy}.html"
     result = CliRunner().invoke(main, ["inspect", str(source), "--html", str(page), "--train-on", policy])
-    assert result.exit_code == 0 and result.stderr == f"wrote 1 samples to {page}\n"
+    assert result.exit_code == 0 and result.stderr == f"wrote 1 sample to {page}\n"
     return page
 
 

@@ -120,15 +120,16 @@ class RawSamples:
     def at(self, indices: list[int]) -> list[Shown]:
         """The samples at these positions, in the order asked, reading only as far as the last one."""
         wanted, found = set(indices), {}
-        total = 0
-        for total, sample in enumerate(self, 1):
-            if total - 1 in wanted:
-                found[total - 1] = sample
+        read = 0
+        for position, sample in enumerate(self):
+            read = position + 1
+            if position in wanted:
+                found[position] = sample
                 if len(found) == len(wanted):
                     break
         for index in indices:
             if index not in found:
-                raise SampleIndexError(index, total)
+                raise SampleIndexError(index, read)
         return [Shown(i, found[i]) for i in indices]
 
     def head(self, count: int) -> list[Shown]:
@@ -174,11 +175,10 @@ class RowGroup:
 class StoredSamples:
     """The samples in convert's shards, decoded; read one row group at a time, never a whole file."""
 
-    def __init__(self, shards: list[Path], tokenizer: Tokenizer, manifest: dict | None, name: str):
+    def __init__(self, shards: list[Path], tokenizer: Tokenizer, name: str, rejected: int = 0):
         self.tokenizer = tokenizer
         self.name = name
-        self.rejected = (manifest or {}).get("counts", {}).get("rejected", 0)  # by convert, in rejects.jsonl
-        self.first_rejected = None
+        self.rejected = rejected  # records convert did not write (its rejects.jsonl), where known
         self.groups: list[RowGroup] = []
         start = 0
         for path in shards:
@@ -192,9 +192,6 @@ class StoredSamples:
         self.total = start
         self._starts = [g.start for g in self.groups]
 
-    def __len__(self) -> int:
-        return self.total
-
     def _read(self, group: RowGroup, columns: list[str]):
         return pq.ParquetFile(group.path).read_row_group(group.group, columns=columns)
 
@@ -204,10 +201,6 @@ class StoredSamples:
         return [Encoded(ids, mask, Location(str(group.path), row=group.first_row + i))
                 for i, (ids, mask) in enumerate(zip(table.column("input_ids").to_pylist(),
                                                     table.column("loss_mask").to_pylist()))]
-
-    def __iter__(self) -> Iterator[Encoded]:
-        for group in self.groups:
-            yield from self._decode(group)
 
     def at(self, indices: list[int]) -> list[Shown]:
         """The samples at these positions, in the order asked, reading only their row groups."""
@@ -322,4 +315,6 @@ def open_samples(inputs: list[str], options: SourceOptions) -> RawSamples | Stor
     manifest = read_manifest(folder)
     shards = list(dict.fromkeys(shard for found, _ in stored for shard in found))
     tokenizer = stored_tokenizer(manifest, options.tokenizer, folder)
-    return StoredSamples(shards, tokenizer, manifest, ", ".join(inputs))
+    whole_output = manifest is not None and any(Path(item).is_dir() for item in inputs)
+    rejected = manifest.get("counts", {}).get("rejected", 0) if whole_output else 0  # unknown per shard
+    return StoredSamples(shards, tokenizer, ", ".join(inputs), rejected)
