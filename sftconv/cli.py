@@ -95,3 +95,117 @@ def echo_summary(summary, out_dir: str) -> None:
         click.echo(f"{label:<{width}}{value}")
     if summary.rejected:
         click.echo(f"see {out_dir.rstrip('/')}/rejects.jsonl for each rejected record", err=True)
+
+
+@main.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@source_options
+@click.option("--index", "indices", type=click.IntRange(min=0), multiple=True, metavar="N",
+              help="Show the sample at 0-based position N (repeatable). Positions count samples, not "
+                   "rejected records, so they match the rows of convert's output.")
+@click.option("--sample", "sample_size", type=click.IntRange(min=1), metavar="K",
+              help="Show K samples drawn at random in one pass (reservoir sampling, K in memory).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for --sample: the same seed picks the same positions, in raw files and in output.")
+@click.option("--head", type=click.IntRange(min=1), default=3, show_default=True, metavar="N",
+              help="Without --index or --sample, show the first N samples.")
+@click.option("--plain", is_flag=True,
+              help="No colour; trained text wrapped in [[ ]]. Automatic when stdout is not a terminal.")
+@click.option("--tokens", "token_table", is_flag=True, help="One token per row: position, id, label, text.")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the samples to FILE as a self-contained HTML page (hover a token for its id).")
+@click.option("--stats", is_flag=True,
+              help="Instead of samples: token-length and trained-share histograms over every sample.")
+@click.option("--plot", "plot_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also draw the --stats histograms to FILE (.svg or .png); implies --stats.")
+@click.pass_context
+def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, html_file, stats, plot_file,
+            **source):
+    """Show samples as the model sees them, with the tokens it learns from marked.
+
+    INPUT is raw data (rendered by the same pipeline and options as `convert`) or a folder or
+    shard that `convert` wrote (its stored ids and masks are decoded). Each sample starts with a
+    header line: position, origin, token count and trained-token count. Special tokens are shown
+    by name; trained text is green and the rest dimmed, or, with --plain, trained text is wrapped
+    in [[ ]] and nothing else is added.
+
+    \b
+    Example:
+        sftconv inspect examples/chat_logs.jsonl --index 3
+        sftconv inspect examples/chat_logs.jsonl --train-on last --plain | less
+        sftconv inspect out/ --sample 5 --seed 1 --html samples.html
+        sftconv inspect out/ --index 0 --tokens
+        sftconv inspect examples/chat_logs.jsonl --stats --plot stats.svg
+    """
+    import os
+    import sys
+
+    from .inspect import (PLOT_SUFFIXES, InspectError, SampleIndexError, StoredSamples, collect, histograms,
+                          open_samples, render_html, render_stats, render_text, render_tokens, write_plot)
+    from .pipeline import ConvertError, SourceOptions
+
+    stats = stats or plot_file is not None
+    if indices and sample_size:
+        raise click.UsageError("choose samples with --index or with --sample, not both")
+    views = [name for name, given in (("--tokens", token_table), ("--html", html_file), ("--stats", stats))
+             if given]
+    if stats and (indices or sample_size):
+        raise click.UsageError("--stats covers every sample; drop --index and --sample")
+    if len(views) > 1:
+        raise click.UsageError(f"{' and '.join(views)} are different views; choose one")
+    if plot_file and not plot_file.lower().endswith(PLOT_SUFFIXES):
+        raise click.BadParameter(f"{plot_file} must end in .svg or .png", param_hint="'--plot'")
+    color = not plain and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+    try:
+        samples = open_samples(list(inputs), SourceOptions(**source_fields(source)))
+        if isinstance(samples, StoredSamples):
+            note_unused_source_options(ctx)
+        if stats:
+            result = collect(samples)
+            click.echo(render_stats(result, samples.name))
+            if plot_file and result.samples:
+                write_plot(histograms(result), plot_file, f"sftconv inspect --stats: {samples.name}")
+                click.echo(f"wrote the histograms to {plot_file}", err=True)
+            elif plot_file:
+                raise click.ClickException(f"nothing to plot: {samples.name} holds no samples")
+            return
+        if indices:
+            shown = samples.at(list(indices))
+        elif sample_size:
+            shown = samples.sample(sample_size, seed)
+        else:
+            shown = samples.head(head)
+        if html_file:
+            with open(html_file, "w", encoding="utf-8") as handle:
+                handle.write(render_html(shown, samples.tokenizer, title=samples.name))
+            click.echo(f"wrote {len(shown):,} sample{'' if len(shown) == 1 else 's'} to {html_file}", err=True)
+        else:
+            render = render_tokens if token_table else render_text
+            for number, item in enumerate(shown):
+                click.echo(("\n" if number else "") + render(item, samples.tokenizer, color=color))
+    except SampleIndexError as error:
+        raise click.BadParameter(str(error), param_hint="'--index'") from error
+    except BrokenPipeError:
+        # The reader of our stdout (`| head`) has gone: stop quietly, as cat does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except (ConvertError, InspectError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    if not shown:
+        click.echo(f"no samples in {samples.name}", err=True)
+    if samples.rejected and not isinstance(samples, StoredSamples):
+        first = samples.first_rejected
+        click.echo(f"note: {samples.rejected:,} rejected records were skipped (positions count samples only); "
+                   f"the first: {first.location}: {first.reason}: {first.detail}", err=True)
+
+
+def note_unused_source_options(ctx: click.Context) -> None:
+    """Say on stderr that options which render raw records change nothing in stored samples."""
+    from click.core import ParameterSource
+
+    given = [p.opts[0] for p in source_options(lambda: None).__click_params__
+             if p.name != "tokenizer" and ctx.get_parameter_source(p.name) is ParameterSource.COMMANDLINE]
+    if given:
+        click.echo(f"note: ignored for stored samples, which keep the ids and masks convert wrote: "
+                   f"{', '.join(given)}", err=True)

@@ -117,3 +117,7 @@ class Tokenizer:
     def decode_tokens(self, ids: list[int]) -> list[str]:
         """Each id's own text, for showing token boundaries (partial UTF-8 shown as U+FFFD)."""
         return [b.decode("utf-8", errors="replace") for b in self._encoding.decode_tokens_bytes(ids)]
+
+    def token_bytes(self, ids: list[int]) -> list[bytes]:
+        """Each id's raw bytes: a character split across tokens is whole only when they are joined."""
+        return self._encoding.decode_tokens_bytes(ids)

@@ -1,0 +1,83 @@
+"""Terminal views of a sample: its decoded text with trained spans marked, or one token per row."""
+
+from __future__ import annotations
+
+from ..template import IGNORE_INDEX, Encoded
+from ..tokenizer import Tokenizer
+from .samples import Shown
+
+# ANSI styles; written by hand because the library never imports click.
+GREEN, DIM, BOLD, RESET = "\x1b[32m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
+OPEN, CLOSE = "[[", "]]"  # around trained text in the plain view
+ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
+
+
+def runs(sample: Encoded) -> list[tuple[bool, list[int]]]:
+    """Maximal runs of tokens that are all trained or all not: (trained, ids)."""
+    spans: list[tuple[bool, list[int]]] = []
+    for token, trained in zip(sample.input_ids, sample.loss_mask):
+        if spans and spans[-1][0] == bool(trained):
+            spans[-1][1].append(token)
+        else:
+            spans.append((bool(trained), [token]))
+    return spans
+
+
+def header(shown: Shown) -> str:
+    """One line naming the sample: position, origin, token and trained-token counts."""
+    sample = shown.sample
+    tokens, trained = len(sample.input_ids), sample.trained_tokens
+    share = trained / tokens if tokens else 0.0
+    return (f"=== sample {shown.index} · {sample.location} · {tokens:,} tokens · "
+            f"{trained:,} trained ({share:.1%})")
+
+
+def render_text(shown: Shown, tokenizer: Tokenizer, *, color: bool) -> str:
+    """The header and the sample's text as the model reads it, special tokens by name.
+
+    Trained text is green and the rest dimmed with `color`; without it, trained text is wrapped in
+    `[[` `]]` and nothing else is added, so the text between markers is exactly what is trained.
+    """
+    parts = [f"{BOLD}{header(shown)}{RESET}\n" if color else f"{header(shown)}\n"]
+    for trained, ids in runs(shown.sample):
+        text = tokenizer.decode(ids)
+        if color:
+            parts.append(f"{GREEN if trained else DIM}{text}{RESET}")
+        else:
+            parts.append(f"{OPEN}{text}{CLOSE}" if trained else text)
+    return "".join(parts)
+
+
+def quote(raw: bytes) -> str:
+    """A token's bytes as a quoted string: control characters escaped, a partial character as \\xNN."""
+    out = []
+    for char in raw.decode("utf-8", errors="surrogateescape"):
+        code = ord(char)
+        if char in ESCAPES:
+            out.append(ESCAPES[char])
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte of a character that continues in the next token
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif not char.isprintable():
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def render_tokens(shown: Shown, tokenizer: Tokenizer, *, color: bool) -> str:
+    """The header and a table of the sample's tokens: position, id, label (id or -100) and text.
+
+    Special tokens are shown by name without quotes; ordinary text is quoted, so a user's typed
+    `<|eot_id|>` (several ordinary tokens) cannot be mistaken for the control token.
+    """
+    sample = shown.sample
+    special = set(tokenizer.special_tokens.values())
+    width = max(len(str(len(sample.input_ids))), 3)
+    lines = [f"{BOLD}{header(shown)}{RESET}" if color else header(shown),
+             f"{'pos':>{width}}  {'id':>6}  {'label':>6}  text"]
+    raws = tokenizer.token_bytes(sample.input_ids)
+    for position, (token, trained, raw) in enumerate(zip(sample.input_ids, sample.loss_mask, raws)):
+        text = raw.decode() if token in special else quote(raw)
+        line = f"{position:>{width}}  {token:>6}  {token if trained else IGNORE_INDEX:>6}  {text}"
+        lines.append(f"{GREEN if trained else DIM}{line}{RESET}" if color else line)
+    return "\n".join(lines)
