@@ -37,18 +37,31 @@ class Duplicates:
     Two records are duplicates when they render to the same token ids: the same roles and contents
     after the shape's normalisation (role names, field mapping) and the template's trimming of each
     content; differences in case, inner whitespace or Unicode normal form make records distinct.
-    Memory: one dict entry per distinct sample, about 150 bytes each (150 MB per million samples).
+    Memory: one dict entry per distinct sample, its key and its first location packed in one int:
+    about 125 bytes each (measured: 123 MB per million distinct samples).
     """
 
     def __init__(self):
-        self._first: dict[bytes, tuple[str, int | None, int | None]] = {}
+        self._first: dict[bytes, int] = {}
+        self._sources: dict[str, int] = {}
 
     def first_seen(self, sample: Encoded) -> Location | None:
         """Where an identical sample was first seen, or None (and remember this one) if it is new."""
         key = hashlib.blake2b(array("i", sample.input_ids).tobytes(), digest_size=16).digest()
-        here = (sample.location.source, sample.location.line, sample.location.row)
+        here = self._pack(sample.location)
         first = self._first.setdefault(key, here)
-        return None if first is here else Location(*first)
+        return None if first == here else self._unpack(first)
+
+    def _pack(self, location: Location) -> int:
+        """A location as one int: (line or row) * 2 + is_row, then the source's index in the low 32 bits."""
+        source = self._sources.setdefault(location.source, len(self._sources))
+        position = location.line if location.line is not None else location.row
+        return ((position or 0) * 2 + (location.line is None)) << 32 | source
+
+    def _unpack(self, packed: int) -> Location:
+        source = next(s for s, i in self._sources.items() if i == packed & 0xFFFFFFFF)
+        position, is_row = divmod(packed >> 32, 2)
+        return Location(source, row=position) if is_row else Location(source, line=position)
 
 
 def paired(source: Source) -> Iterator[tuple[Record | Rejected, Encoded | Rejected]]:
@@ -139,7 +152,7 @@ class SampleStats:
     def to_json(self) -> dict:
         return {
             "samples": self.tokens.n,
-            "turns_per_sample": self.turns.to_json(),
+            "turns_per_conversation": self.turns.to_json(),
             "tokens_per_sample": self.tokens.to_json(),
             "tokens": self.tokens.total,
             "trained_tokens": self.trained_tokens,
