@@ -58,9 +58,7 @@ class ParquetShards:
 
         try:
             file = pq.ParquetFile(path)
-            missing = [c for c in self.columns if c not in file.schema_arrow.names]
-            if missing:
-                raise ShardReadError(f"no {', '.join(missing)} column (columns: {', '.join(file.schema_arrow.names)})")
+            self._check_schema(file.schema_arrow)
             first_row = 0
             for group in range(file.num_row_groups):
                 table = file.read_row_group(group, columns=list(self.columns))
@@ -68,6 +66,20 @@ class ParquetShards:
                 first_row += table.num_rows
         except (pa.ArrowException, OSError, ValueError) as error:
             raise ShardReadError(f"cannot read as Parquet: {error}") from error
+
+    def _check_schema(self, schema) -> None:
+        """Every column there, the token columns lists of integers and `length` an integer."""
+        import pyarrow as pa
+
+        missing = [c for c in self.columns if c not in schema.names]
+        if missing:
+            raise ShardReadError(f"no {', '.join(missing)} column (columns: {', '.join(schema.names)})")
+        for name in self.columns:
+            kind = schema.field(name).type
+            ok = pa.types.is_integer(kind) if name == "length" else (
+                pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_integer(kind.value_type)
+            if not ok:
+                raise ShardReadError(f"column {name} is {kind}, not {'an integer' if name == 'length' else 'a list of integers'}")
 
     @staticmethod
     def _batch(table, first_row: int) -> TokenBatch:

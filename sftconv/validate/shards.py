@@ -87,7 +87,7 @@ def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_e
         for shard in manifest["shards"]:
             trained_total += check_shard(folder, shard, reader, rules, report, lengths, bar)
     report.checked = lengths.n
-    check_totals(folder, manifest, report, lengths.total, trained_total)
+    check_totals(folder, manifest, report, lengths.n, lengths.total, trained_total)
     listed = {s["file"] for s in manifest["shards"]}
     for path in sorted(folder.glob(reader.pattern)):
         if path.name not in listed:
@@ -113,7 +113,12 @@ def check_shard(folder: Path, shard: dict, reader, rules: RowRules, report: Repo
     if not path.is_file():
         report.add_file(where, Finding(SHARD_MISSING, f"listed in the manifest with {shard['rows']:,} rows, not found"))
         return 0
-    if (digest := sha256_file(path)) != shard["sha256"]:
+    try:
+        digest = sha256_file(path)
+    except OSError as error:
+        report.add_file(where, Finding(SHARD_UNREADABLE, f"cannot read: {error}"))
+        return 0
+    if digest != shard["sha256"]:
         report.add_file(where, Finding(SHA256_MISMATCH, f"sha256 is {digest}, the manifest says {shard['sha256']}"))
     rows = tokens = trained = 0
     try:
@@ -137,22 +142,28 @@ def check_shard(folder: Path, shard: dict, reader, rules: RowRules, report: Repo
     return trained
 
 
-def check_totals(folder: Path, manifest: dict, report: Report, tokens: int, trained: int) -> None:
-    """The run's counts agree with the shards and the rejects file: nothing was lost silently."""
+def check_totals(folder: Path, manifest: dict, report: Report, rows: int, tokens: int, trained: int) -> None:
+    """The run's counts agree with the rows read and the rejects file: nothing was lost silently."""
     counts = manifest["counts"]
     where = Location(str(folder / MANIFEST_FILE))
-    rows = sum(s["rows"] for s in manifest["shards"])
     accounted = counts["written"] + counts["rejected"] + counts["dropped"]
     if counts["read"] != accounted:
         report.add_file(where, Finding(COUNTS_MISMATCH, f"read {counts['read']:,} != written + rejected + dropped "
                                                         f"{accounted:,}", "counts"))
     if (counts["written"], counts["tokens"], counts["trained_tokens"]) != (rows, tokens, trained):
-        report.add_file(where, Finding(COUNTS_MISMATCH, f"counts say {counts['written']:,} samples, "
+        report.add_file(where, Finding(COUNTS_MISMATCH, f"the manifest counts {counts['written']:,} samples, "
                                                         f"{counts['tokens']:,} tokens ({counts['trained_tokens']:,} "
                                                         f"trained); the shards hold {rows:,} rows, {tokens:,} tokens "
                                                         f"({trained:,} trained)", "counts"))
     rejects = folder / manifest.get("rejects_file", REJECTS_FILE)
-    found = sum(1 for _ in open(rejects, "rb")) if rejects.is_file() else 0
+    try:
+        with open(rejects, "rb") as handle:
+            found = sum(1 for _ in handle)
+    except FileNotFoundError:
+        found = 0
+    except OSError as error:
+        report.add_file(Location(str(rejects)), Finding(REJECTS_MISMATCH, f"cannot read: {error}"))
+        return
     if found != counts["rejected"]:
         report.add_file(Location(str(rejects)), Finding(REJECTS_MISMATCH, f"{found:,} rejected records in the file, "
                                                                           f"the manifest counts {counts['rejected']:,}"))
