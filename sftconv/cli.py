@@ -191,8 +191,9 @@ def stats_rows(stats: dict) -> list[tuple[str, str]]:
     def spread(d: dict) -> str:
         return ", ".join(f"{k} {d[k]:,}" for k in ("min", "median", "p95", "max")) if d["count"] else "-"
 
-    labels = {"format": "format", "samples": "samples", "rows": "rows", "turns_per_conversation": "turns per conversation",
-              "tokens_per_sample": "tokens per sample", "tokens": "tokens", "trained_tokens": "trained tokens"}
+    labels = {"format": "format", "samples": "samples", "rows": "rows",
+              "turns_per_conversation": "turns per conversation", "tokens_per_sample": "tokens per sample",
+              "tokens": "tokens", "trained_tokens": "trained tokens"}
     rows = []
     for key, label in labels.items():
         value = stats.get(key)

@@ -79,7 +79,8 @@ class ParquetShards:
             ok = pa.types.is_integer(kind) if name == "length" else (
                 pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_integer(kind.value_type)
             if not ok:
-                raise ShardReadError(f"column {name} is {kind}, not {'an integer' if name == 'length' else 'a list of integers'}")
+                wanted = "an integer" if name == "length" else "a list of integers"
+                raise ShardReadError(f"column {name} is {kind}, not {wanted}")
 
     @staticmethod
     def _batch(table, first_row: int) -> TokenBatch:

@@ -119,7 +119,8 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
         if not per_file[str(path)]:
             report.add_file(Location(str(path)), Finding(EMPTY_FILE, "the file holds no records"))
     if not report.checked:
-        report.add_file(Location(", ".join(inputs)), Finding(NO_RECORDS, "no records in any input: nothing to train on"))
+        report.add_file(Location(", ".join(inputs)),
+                        Finding(NO_RECORDS, "no records in any input: nothing to train on"))
     report.stats = {"files": len(source.paths), "records": report.checked, **stats.to_json()}
     return report
 

@@ -49,8 +49,11 @@ class Distribution:
     Percentiles are nearest-rank: the smallest value with at least p% of the values at or below it.
 
     Example:
-        >>> d = Distribution(); [d.add(v) for v in (3, 1, 2, 10)]; d.to_json()["median"]
-        2
+        >>> d = Distribution()
+        >>> for v in (3, 1, 2, 10):
+        ...     d.add(v)
+        >>> d.percentile(50), d.percentile(95)
+        (2, 10)
     """
 
     def __init__(self):

@@ -86,9 +86,9 @@ def check_tokens(ids: np.ndarray, labels: np.ndarray, mask: np.ndarray, offsets:
 
     expected = np.where(mask == 1, ids, IGNORE_INDEX)
     for row, flat, at in first_per_row((labels != expected) | (mask > 1)):
-        out.append((row, Finding(LABEL_MISMATCH, f"at {at}: label {labels[flat]}, input_id {ids[flat]}, loss_mask "
-                                                 f"{mask[flat]} (want the id where loss_mask is 1, {IGNORE_INDEX} where 0)",
-                                 "labels")))
+        detail = (f"at {at}: label {labels[flat]}, input_id {ids[flat]}, loss_mask {mask[flat]} "
+                  f"(want the id where loss_mask is 1, {IGNORE_INDEX} where 0)")
+        out.append((row, Finding(LABEL_MISMATCH, detail, "labels")))
 
     bos = rules.special("<|begin_of_text|>")
     nonempty = lengths > 0
@@ -123,7 +123,7 @@ def check_tokens(ids: np.ndarray, labels: np.ndarray, mask: np.ndarray, offsets:
 
 
 def header_tokens(ids: np.ndarray, offsets: np.ndarray, rules: RowRules) -> np.ndarray:
-    """Flags of the tokens inside a header: `<|start_header_id|>` through `<|end_header_id|>`, and the "\\n\\n" after."""
+    """Flags of header tokens: `<|start_header_id|>` through `<|end_header_id|>`, and the "\\n\\n" after."""
     opens = ids == rules.special("<|start_header_id|>")
     closes = ids == rules.special("<|end_header_id|>")
     running = np.concatenate([[0], np.cumsum(opens.astype(np.int64) - closes)])
@@ -136,7 +136,7 @@ def header_tokens(ids: np.ndarray, offsets: np.ndarray, rules: RowRules) -> np.n
 
 
 def untrained_ends(ids, mask, in_header, offsets, row_of, rules: RowRules) -> list[tuple[int, Finding]]:
-    """Turns (a header to the next header or the row's end) whose content is trained but whose end is not a trained <|eot_id|>."""
+    """Turns (a header to the next one or the row's end) training content without a trained <|eot_id|> at the end."""
     eot = rules.special("<|eot_id|>")
     turn_starts = np.flatnonzero(ids == rules.special("<|start_header_id|>"))
     if not len(turn_starts):

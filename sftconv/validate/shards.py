@@ -165,8 +165,8 @@ def check_totals(folder: Path, manifest: dict, report: Report, rows: int, tokens
         report.add_file(Location(str(rejects)), Finding(REJECTS_MISMATCH, f"cannot read: {error}"))
         return
     if found != counts["rejected"]:
-        report.add_file(Location(str(rejects)), Finding(REJECTS_MISMATCH, f"{found:,} rejected records in the file, "
-                                                                          f"the manifest counts {counts['rejected']:,}"))
+        detail = f"{found:,} rejected records in the file, the manifest counts {counts['rejected']:,}"
+        report.add_file(Location(str(rejects)), Finding(REJECTS_MISMATCH, detail))
 
 
 def load_manifest(path: Path) -> dict:

@@ -38,10 +38,11 @@ FOREIGN_MARKERS = {
 
 # One pass per string: a lone surrogate, a control character (C0 and C1 except tab, LF and CR, and DEL),
 # or anything shaped like a `<|name|>` special token or one of the literal foreign markers.
+LITERAL_MARKERS = "|".join(re.escape(m) for m in FOREIGN_MARKERS if not m.startswith("<|"))
 PATTERN = re.compile(
     r"(?P<surrogate>[\ud800-\udfff])"
     r"|(?P<control>[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f])"
-    r"|(?P<marker><\|[A-Za-z0-9_]+\|>|" + "|".join(re.escape(m) for m in FOREIGN_MARKERS if not m.startswith("<|")) + ")"
+    r"|(?P<marker><\|[A-Za-z0-9_]+\|>|" + LITERAL_MARKERS + ")"
 )
 
 
