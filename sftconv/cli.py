@@ -151,10 +151,15 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
     if output_format == "json":
         import json
 
-        click.echo(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+        click.echo(printable(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
     else:
         echo_report(report)
     click.get_current_context().exit(report.exit_code)
+
+
+def printable(text: str) -> str:
+    """Text safe to print: a lone surrogate from the data becomes `\\udXXX`, in JSON that very character escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def echo_report(report) -> None:
@@ -172,7 +177,8 @@ def echo_report(report) -> None:
             colour = "red" if issue.severity == "error" else "yellow"
             head = (click.style(f"{issue.severity:<8}", fg=colour) + f"{issue.code:<{code_width}}  "
                     f"{issue.count:>{count_width},}  ")
-            lines = [f"{loc}  {f'{f.field}: ' if f.field else ''}{f.detail}" for loc, f in issue.examples] or [""]
+            lines = [printable(f"{loc}  {f'{f.field}: ' if f.field else ''}{f.detail}")
+                     for loc, f in issue.examples] or [""]
             click.echo(head + lines[0])
             for line in lines[1:]:
                 click.echo(" " * (8 + code_width + count_width + 4) + line)

@@ -101,6 +101,14 @@ def test_text_of_a_rejected_record_is_still_checked(tmp_path):
     assert report["with_errors"] == 1 and report["with_warnings"] == 0
 
 
+def test_a_lone_surrogate_in_a_field_name_prints_escaped(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", ['{"\\ud800": "x"}'])
+    exit_code, report = run(source)
+    assert exit_code == 1 and examples(report, "missing_messages")[0]["detail"] == "no 'messages' field (fields: \ud800)"
+    table = CliRunner().invoke(main, ["validate", str(source), "-q"])
+    assert table.exit_code == 1 and "(fields: \\ud800)" in table.stdout
+
+
 def test_duplicates_after_normalisation(tmp_path):
     records = [chat("Hi", "Hello!"), chat(" Hi\n", "Hello!  "), chat("hi", "Hello!"), chat("Hi", "Hello! "),
                chat("Hi", "Hello!", weight=1)]

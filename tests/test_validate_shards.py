@@ -181,6 +181,13 @@ def test_untrained_eot(out):
     assert examples(report, "untrained_eot")[0]["detail"].endswith("trains its content but its <|eot_id|> is not trained")
 
 
+def test_row_training_on_nothing(out):
+    rewrite(out, "shard-00002.parquet", 1, lambda r: r.update(loss_mask=[0] * r["length"], labels=[-100] * r["length"]))
+    exit_code, report = run(out)
+    assert exit_code == 1 and counts(report) == {"no_trained_tokens": 1}
+    assert examples(report, "no_trained_tokens")[0]["location"].endswith("shard-00002.parquet[row 1]")
+
+
 def test_trained_header(out):
     def change(row):
         at = row["input_ids"].index(START_HEADER)

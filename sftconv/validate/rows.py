@@ -2,9 +2,9 @@
 
 A row is right when input_ids, labels and loss_mask have one length (and the stored `length` says
 it), every id is below the vocabulary size, each label is the id where loss_mask is 1 and -100 where
-it is 0, the row starts with the one and only `<|begin_of_text|>` (never trained), no header token
-(`<|start_header_id|>role<|end_header_id|>\\n\\n`) is trained unless the run trained on `all`, and
-every turn whose content is trained ends with a trained `<|eot_id|>`.
+it is 0, the row starts with the one and only `<|begin_of_text|>` (never trained), some token is
+trained, no header token (`<|start_header_id|>role<|end_header_id|>\\n\\n`) is trained unless the
+run trained on `all`, and every turn whose content is trained ends with a trained `<|eot_id|>`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..conversation import NO_TRAINED_TOKENS
 from ..template import IGNORE_INDEX
 from ..tokenizer import NAMED_SPECIAL_TOKENS, NUM_SPECIAL_TOKENS
 from .codes import BAD_BOS, ID_OUT_OF_RANGE, LABEL_MISMATCH, LENGTH_MISMATCH, TOO_LONG, TRAINED_HEADER, UNTRAINED_EOT
@@ -107,6 +108,11 @@ def check_tokens(ids: np.ndarray, labels: np.ndarray, mask: np.ndarray, offsets:
         else:
             detail = "<|begin_of_text|> is trained"
         out.append((int(row), Finding(BAD_BOS, detail, "input_ids")))
+
+    trained_per_row = np.bincount(row_of[mask == 1], minlength=rows)
+    for row in np.flatnonzero((trained_per_row == 0) & nonempty):
+        out.append((int(row), Finding(NO_TRAINED_TOKENS, "no token is trained: the row costs compute and teaches "
+                                                         "nothing", "loss_mask")))
 
     in_header = header_tokens(ids, offsets, rules)
     if not rules.train_headers:
