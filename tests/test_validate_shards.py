@@ -299,3 +299,10 @@ def test_output_folder_without_manifest_is_still_an_output_folder(out):
     (out / "manifest.json").unlink()
     exit_code, report = run(out)
     assert (exit_code, report["kind"], counts(report)) == (1, "shards", {"manifest_missing": 1})
+
+
+def test_raw_shards_of_a_user_are_raw_input(tmp_path):
+    write_jsonl(tmp_path / "shard-0001.jsonl", records(2))
+    write_jsonl(tmp_path / "shard-0002.jsonl", records(1))
+    exit_code, report = run(tmp_path)
+    assert (exit_code, report["kind"], report["stats"]["records"]) == (0, "raw", 3)

@@ -37,9 +37,9 @@ class ManifestError(Exception):
 
 
 def is_output_folder(path: str | Path) -> bool:
-    """Whether `path` is a convert output folder (a manifest, or at least a shard) rather than raw input."""
+    """Whether `path` is a convert output folder (a manifest, or a shard named as convert names them)."""
     path = Path(path)
-    return path.is_dir() and ((path / MANIFEST_FILE).exists() or any(path.glob("shard-*")))
+    return path.is_dir() and ((path / MANIFEST_FILE).exists() or any(path.glob("shard-[0-9][0-9][0-9][0-9][0-9].*")))
 
 
 def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_examples: int = 3,
@@ -63,8 +63,9 @@ def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_e
                     max_error_rate=max_error_rate)
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.exists():
-        report.add_file(Location(str(manifest_path)), Finding(MANIFEST_MISSING, "no manifest.json: the run did not "
-                                                                               "finish, or this is not its folder"))
+        detail = ("no manifest.json: the run did not finish, or this is not its folder (to validate the files in "
+                  f"it as raw input, pass them as files: '{folder}/shard-*')")
+        report.add_file(Location(str(manifest_path)), Finding(MANIFEST_MISSING, detail))
         return report
     try:
         manifest = load_manifest(manifest_path)
