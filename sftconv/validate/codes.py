@@ -1,0 +1,52 @@
+"""Validate's own reason codes and the one rule that sorts every code into an error or a warning.
+
+Errors are what convert would not write as the data means it: every reason code a reader, shape or
+the template rejects a record with (whatever they add later is an error without a change here), text
+convert would silently alter, samples over `--max-seq-len`, and shards that do not hold what their
+manifest says. Warnings are what convert writes exactly as the data says, but what a person probably
+did not mean to train on. `--strict` treats warnings as errors.
+"""
+
+from __future__ import annotations
+
+# Raw input: the text of a record.
+LONE_SURROGATE = "lone_surrogate"  # error: tiktoken writes U+FFFD in its place, silently
+CONTROL_CHARACTER = "control_character"  # warning: C0/C1 controls other than tab, LF and CR
+SPECIAL_TOKEN_TEXT = "special_token_text"  # warning: a Llama 3 control name typed as text (kept as text)
+FOREIGN_TEMPLATE_MARKER = "foreign_template_marker"  # warning: another model's template markers
+
+# Raw input: the rendered sample and the run.
+DUPLICATE = "duplicate"  # warning: renders to the same token ids as an earlier record
+TOO_LONG = "too_long"  # error: more tokens than --max-seq-len
+EMPTY_FILE = "empty_file"  # warning: an input file without a single record
+NO_RECORDS = "no_records"  # error: nothing to train on at all
+
+# Finished shards: the folder and its manifest.
+MANIFEST_MISSING = "manifest_missing"
+MANIFEST_INVALID = "manifest_invalid"
+UNKNOWN_FORMAT = "unknown_format"
+SHARD_MISSING = "shard_missing"
+SHARD_UNREADABLE = "shard_unreadable"
+SHA256_MISMATCH = "sha256_mismatch"
+ROW_COUNT_MISMATCH = "row_count_mismatch"
+TOKEN_COUNT_MISMATCH = "token_count_mismatch"
+COUNTS_MISMATCH = "counts_mismatch"
+REJECTS_MISMATCH = "rejects_mismatch"
+UNLISTED_SHARD = "unlisted_shard"  # warning: a loader globbing the folder would read it too
+
+# Finished shards: one row.
+LENGTH_MISMATCH = "length_mismatch"
+ID_OUT_OF_RANGE = "id_out_of_range"
+LABEL_MISMATCH = "label_mismatch"
+BAD_BOS = "bad_bos"
+UNTRAINED_EOT = "untrained_eot"
+TRAINED_HEADER = "trained_header"
+
+ERROR, WARNING = "error", "warning"
+WARNINGS = frozenset({CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
+                      UNLISTED_SHARD})
+
+
+def severity(code: str) -> str:
+    """A code's severity: the warnings above, and everything else (including every reject reason) an error."""
+    return WARNING if code in WARNINGS else ERROR

@@ -1,0 +1,97 @@
+"""Checks on the text of a raw record: every string in it, wherever it sits, named by its field path.
+
+Every string of a decoded record is scanned, not only the fields a shape uses: the finding names the
+field as it is in the file (`messages[2].content`), which is where a person fixes it, and a record the
+shape rejects still gets its text checked, so one run lists everything to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ..tokenizer import special_token_names
+from .codes import CONTROL_CHARACTER, FOREIGN_TEMPLATE_MARKER, LONE_SURROGATE, SPECIAL_TOKEN_TEXT
+from .report import Finding
+
+LLAMA3_NAMES = frozenset(special_token_names())
+
+# Markers other chat formats put in text; seeing one means the data was templated for another model.
+FOREIGN_MARKERS = {
+    "<|im_start|>": "ChatML (Qwen, Yi, OpenHermes)",
+    "<|im_end|>": "ChatML (Qwen, Yi, OpenHermes)",
+    "<|user|>": "Zephyr/Phi-3/TÜLU",
+    "<|assistant|>": "Zephyr/Phi-3/TÜLU",
+    "<|system|>": "Zephyr/Phi-3/TÜLU",
+    "<|end|>": "Phi-3",
+    "<|endoftext|>": "GPT-2/GPT-3/Qwen end of text",
+    "</s>": "SentencePiece end of sequence (Llama 2, Mistral)",
+    "<s>": "SentencePiece start of sequence (Llama 2, Mistral)",
+    "[INST]": "Llama 2/Mistral instruction",
+    "[/INST]": "Llama 2/Mistral instruction",
+    "<<SYS>>": "Llama 2 system prompt",
+    "<</SYS>>": "Llama 2 system prompt",
+    "<start_of_turn>": "Gemma",
+    "<end_of_turn>": "Gemma",
+}
+
+# One pass per string: a lone surrogate, a control character (C0 and C1 except tab, LF and CR, and DEL),
+# or anything shaped like a `<|name|>` special token or one of the literal foreign markers.
+LITERAL_MARKERS = "|".join(re.escape(m) for m in FOREIGN_MARKERS if not m.startswith("<|"))
+PATTERN = re.compile(
+    r"(?P<surrogate>[\ud800-\udfff])"
+    r"|(?P<control>[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f])"
+    r"|(?P<marker><\|[A-Za-z0-9_]+\|>|" + LITERAL_MARKERS + ")"
+)
+
+
+def scan_record(data: Any) -> list[Finding]:
+    """The text findings of one record: at most one per code, for the first field that has it."""
+    found: dict[str, Finding] = {}
+    for path, text in strings(data, ()):
+        for match in PATTERN.finditer(text):
+            code, detail = classify(match)
+            if code not in found:
+                found[code] = Finding(code, detail, field_name(path))
+        if len(found) == 4:
+            break
+    return list(found.values())
+
+
+def classify(match: re.Match) -> tuple[str, str]:
+    """The code and detail for one match of PATTERN."""
+    text, at = match.group(), match.start()
+    if match.lastgroup == "surrogate":
+        return LONE_SURROGATE, f"lone surrogate U+{ord(text):04X} at character {at} (convert would write U+FFFD)"
+    if match.lastgroup == "control":
+        return CONTROL_CHARACTER, f"control character U+{ord(text):04X} at character {at}"
+    if text in LLAMA3_NAMES:
+        return SPECIAL_TOKEN_TEXT, f"{text} typed as text at character {at} (encoded as text, not as the token)"
+    family = FOREIGN_MARKERS.get(text, "another model's special token")
+    return FOREIGN_TEMPLATE_MARKER, f"{text} ({family}) at character {at}"
+
+
+def strings(data: Any, path: tuple) -> Iterator[tuple[tuple, str]]:
+    """Every string value in nested dicts and lists, with the path that reaches it."""
+    if isinstance(data, str):
+        yield path, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from strings(value, (*path, key))
+    elif isinstance(data, (list, tuple)):
+        for index, value in enumerate(data):
+            yield from strings(value, (*path, index))
+
+
+def field_name(path: tuple) -> str:
+    """`messages[2].content` from ("messages", 2, "content"); the record itself is `record`."""
+    name = ""
+    for part in path:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif isinstance(part, str) and part.isidentifier():
+            name += f".{part}" if name else part
+        else:
+            name += f"[{part!r}]"
+    return name or "record"
