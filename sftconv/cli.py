@@ -122,14 +122,14 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         raise click.UsageError("--overflow needs --max-seq-len or --pack: without a length limit nothing overflows")
     if pack_window is not None and pack is None:
         raise click.UsageError("--pack-window needs --pack")
-    try:
-        options = ConvertOptions(
-            **source_fields(source), format=output_format, on_error=on_error,
-            shard_rows=shard_rows if shard_rows is not None or shard_size is not None else 100_000,
-            shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
-            pack=pack, pack_window=pack_window or DEFAULT_WINDOW)
-    except ValueError as error:
-        raise click.UsageError(str(error).replace("max_seq_len", "--max-seq-len").replace("pack", "--pack")) from error
+    if max_seq_len is not None and pack is not None and max_seq_len > pack:
+        raise click.UsageError(f"--max-seq-len {max_seq_len} is longer than --pack {pack}: such a sample cannot "
+                               "be packed; lower --max-seq-len or leave it out (it defaults to --pack)")
+    options = ConvertOptions(
+        **source_fields(source), format=output_format, on_error=on_error,
+        shard_rows=shard_rows if shard_rows is not None or shard_size is not None else 100_000,
+        shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
+        pack=pack, pack_window=pack_window or DEFAULT_WINDOW)
     try:
         summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, progress=not quiet)
     except ConvertError as error:

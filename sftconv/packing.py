@@ -31,10 +31,6 @@ class PackedRow:
         """Each token's position within its own sample."""
         return [position for length in self.seq_lens for position in range(length)]
 
-    @property
-    def trained_tokens(self) -> int:
-        return sum(self.loss_mask)
-
 
 def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
     """Indices of `lengths` grouped into bins of at most `capacity`, by best fit decreasing.

@@ -6,7 +6,7 @@ from .manifest import MANIFEST_FILE, write_manifest
 from .megatron import MegatronShardWriter
 from .parquet import ParquetShardWriter
 from .rejects import REJECTS_FILE, RejectsWriter
-from .shards import Columns, ShardInfo, ShardWriter
+from .shards import ShardInfo, ShardWriter
 
 WRITERS: dict[str, type[ShardWriter]] = {
     writer.name: writer for writer in (ParquetShardWriter, HfShardWriter, MegatronShardWriter, JsonlShardWriter)
@@ -16,7 +16,6 @@ __all__ = [
     "MANIFEST_FILE",
     "REJECTS_FILE",
     "WRITERS",
-    "Columns",
     "HfShardWriter",
     "JsonlShardWriter",
     "MegatronShardWriter",

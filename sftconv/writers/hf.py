@@ -37,8 +37,8 @@ class HfShardWriter(ShardWriter):
         super().__init__(out_dir, **limits)
         from datasets import Features
 
-        self.features = Features.from_arrow_schema(arrow_schema(self.packed))
         schema = arrow_schema(self.packed)
+        self.features = Features.from_arrow_schema(schema)
         self.schema = schema.with_metadata({**schema.metadata, **self.features.arrow_schema.metadata})
 
     def paths(self, index: int) -> list[Path]:

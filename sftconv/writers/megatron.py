@@ -51,16 +51,16 @@ class MegatronShardWriter(ShardWriter):
 
     def paths(self, index: int) -> list[Path]:
         # The .idx files come last: an .idx under its final name means its .bin is complete too.
-        return [self.out_dir / f"shard-{index:05d}.{name}.{suffix}" for suffix in ("bin", "idx") for name in DATASETS]
+        return [self._path(index, name, suffix) for suffix in ("bin", "idx") for name in DATASETS]
+
+    def _path(self, index: int, name: str, suffix: str) -> Path:
+        return self.out_dir / f"shard-{index:05d}.{name}.{suffix}"
 
     def _start(self, index: int) -> None:
         self._index = index
-        self._bins = {name: open(temp_path(self._path(name, "bin")), "wb") for name in DATASETS}
+        self._bins = {name: open(temp_path(self._path(index, name, "bin")), "wb") for name in DATASETS}
         self._seq_lens: list[np.ndarray] = []
         self._docs: list[np.ndarray] = []
-
-    def _path(self, name: str, suffix: str) -> Path:
-        return self.out_dir / f"shard-{self._index:05d}.{name}.{suffix}"
 
     def _append(self, columns: Columns) -> None:
         self._bins["input_ids"].write(columns.input_ids.astype(DATASETS["input_ids"]).tobytes())
@@ -74,4 +74,4 @@ class MegatronShardWriter(ShardWriter):
         seq_lens = np.concatenate(self._seq_lens) if self._seq_lens else np.zeros(0, dtype=np.int32)
         docs = offsets_of(np.concatenate(self._docs) if self._docs else np.zeros(0, dtype=np.int64))
         for name, dtype in DATASETS.items():
-            write_index(temp_path(self._path(name, "idx")), dtype, seq_lens, docs)
+            write_index(temp_path(self._path(self._index, name, "idx")), dtype, seq_lens, docs)

@@ -15,7 +15,7 @@ class ParquetShardWriter(ShardWriter):
     """Writes `shard-00000.parquet`, `shard-00001.parquet`, ...: one row per sample (or packed row).
 
     Columns: `input_ids`, `labels`, `loss_mask`, `length`, and when packed `position_ids` and
-    `seq_lens`; one row group per 1,024 rows. See `ShardWriter` for the arguments.
+    `seq_lens`; a row group per 1,024 rows or 1Mi tokens. See `ShardWriter` for the arguments.
     """
 
     name = "parquet"

@@ -13,7 +13,9 @@ from ..packing import PackedRow
 from ..template import IGNORE_INDEX, Encoded
 from .atomic import commit, sha256_file, temp_path
 
-BATCH_ROWS = 1024  # rows a writer buffers before writing them out (a Parquet row group, an Arrow record batch)
+# A writer buffers rows until it has this many rows or tokens, then writes them out together
+# (one Parquet row group, one Arrow record batch); the token bound keeps long packed rows in check.
+BATCH_ROWS, BATCH_TOKENS = 1024, 1 << 20
 TOKEN_BYTES, PACKED_TOKEN_BYTES = 9, 13  # int32 id + int32 label + uint8 mask (+ int32 position id)
 
 
@@ -172,7 +174,7 @@ class ShardWriter:
         self.shards: list[ShardInfo] = []
         self._open = False
         self._buffer: list[Columns] = []
-        self._buffered = self._rows = self._bytes = self._samples = self._tokens = self._trained = 0
+        self._buffered_rows = self._buffered_tokens = self._rows = self._bytes = self._samples = self._tokens = self._trained = 0
 
     def paths(self, index: int) -> list[Path]:
         """The final paths of shard `index`'s files, in the order they are renamed into place."""
@@ -207,14 +209,15 @@ class ShardWriter:
                 self._open = True
             part = columns.slice(start, start + count)
             self._buffer.append(part)
-            self._buffered += count
+            self._buffered_rows += count
+            self._buffered_tokens += len(part.input_ids)
             self._rows += count
             self._bytes += int(sizes[start:start + count].sum())
             self._samples += len(part.seq_lens)
             self._tokens += len(part.input_ids)
             self._trained += int(part.loss_mask.sum())
             start += count
-            if self._buffered >= BATCH_ROWS:
+            if self._buffered_rows >= BATCH_ROWS or self._buffered_tokens >= BATCH_TOKENS:
                 self._flush()
             if self._rows == self.shard_rows:
                 self._finish_shard()
@@ -232,7 +235,7 @@ class ShardWriter:
     def _flush(self) -> None:
         if self._buffer:
             self._append(Columns.concat(self._buffer))
-        self._buffer, self._buffered = [], 0
+        self._buffer, self._buffered_rows, self._buffered_tokens = [], 0, 0
 
     def _finish_shard(self) -> None:
         self._flush()
@@ -254,7 +257,7 @@ class ShardWriter:
     def abort(self) -> None:
         """Remove the unfinished shard after a failure; finished shards stay."""
         if self._open:
-            self._buffer, self._buffered = [], 0
+            self._buffer, self._buffered_rows, self._buffered_tokens = [], 0, 0
             self._end()
             self._open = False
             for path in self.paths(len(self.shards)):
