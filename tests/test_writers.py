@@ -157,6 +157,7 @@ def test_hf_empty_run_loads_as_an_empty_dataset(tmp_path):
 
 def test_overwrite_replaces_another_formats_output(tmp_path, corpus):
     convert(corpus, "-o", tmp_path, "--format", "hf", "-q")
+    (tmp_path / ".shard-00007.arrow.tmp").write_bytes(b"left by a killed run")
     convert(corpus, "-o", tmp_path, "--format", "megatron", "--overwrite", "-q")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "chats.jsonl") == [
         "manifest.json", "rejects.jsonl", "shard-00000.input_ids.bin", "shard-00000.input_ids.idx",
