@@ -21,6 +21,9 @@ EMPTY_CONTENT = "empty_content"
 BAD_TRAIN_FLAG = "bad_train_flag"
 NO_TRAINED_TOKENS = "no_trained_tokens"
 
+# Reason code for samples a length policy drops: counted in the summary and manifest, not rejected.
+TOO_LONG = "too_long"
+
 
 @dataclass(frozen=True, slots=True)
 class Location:

@@ -9,14 +9,16 @@ from itertools import islice
 from pathlib import Path
 
 from . import __version__
-from .conversation import Conversation, Record, RecordError, Rejected
+from .conversation import TOO_LONG, Conversation, Record, RecordError, Rejected
+from .lengths import LengthPolicy, LengthStats, Overflow
+from .packing import DEFAULT_WINDOW, Packer
 from .readers import expand_inputs, read_records, reader_for
 from .shapes import SHAPES
 from .template import Encoded, Llama3Template, MaskPolicy
 from .tokenizer import Tokenizer
-from .writers import MANIFEST_FILE, REJECTS_FILE, ParquetShardWriter, RejectsWriter, ShardInfo, write_manifest
+from .writers import MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, write_manifest
 
-BATCH_RECORDS = 1024  # records shaped and tokenized together; also the Parquet row-group size
+BATCH_RECORDS = 1024  # records shaped and tokenized together
 
 
 class ConvertError(Exception):
@@ -37,30 +39,85 @@ class SourceOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class ConvertOptions(SourceOptions):
-    """Everything that decides the bytes a convert run writes (and so goes into the manifest)."""
+    """Everything that decides the bytes a convert run writes (and so goes into the manifest).
 
-    shard_rows: int = 100_000
+    `max_seq_len` defaults to `pack` when packing; `shard_rows` and `shard_bytes` may both be None
+    (one shard). See `LengthPolicy`, `Packer` and `ShardWriter` for what each option does.
+
+    Raises:
+        ValueError: an unknown format, a size below 1, or a `max_seq_len` longer than `pack`.
+    """
+
+    shard_rows: int | None = 100_000
     on_error: str = "skip"
+    format: str = "parquet"
+    shard_bytes: int | None = None
+    max_seq_len: int | None = None
+    overflow: Overflow = Overflow.DROP
+    pack: int | None = None
+    pack_window: int = DEFAULT_WINDOW
+
+    def __post_init__(self) -> None:
+        if self.format not in WRITERS:
+            raise ValueError(f"unknown format {self.format!r} (expected one of {', '.join(WRITERS)})")
+        for name in ("shard_rows", "shard_bytes", "max_seq_len", "pack", "pack_window"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, found {value}")
+        if self.pack is not None and self.max_seq_len is not None and self.max_seq_len > self.pack:
+            raise ValueError(f"max_seq_len {self.max_seq_len} is longer than pack {self.pack}: such a sample "
+                             "cannot be packed; lower max_seq_len or leave it out (it defaults to pack)")
+
+    @property
+    def seq_limit(self) -> int | None:
+        """The most tokens a written sample may have, if any."""
+        return self.max_seq_len if self.max_seq_len is not None else self.pack
 
     def to_json(self) -> dict:
-        return {**super().to_json(), "shard_rows": self.shard_rows, "on_error": self.on_error}
+        return {
+            **super().to_json(),
+            "shard_rows": self.shard_rows,
+            "shard_bytes": self.shard_bytes,
+            "max_seq_len": self.seq_limit,
+            "overflow": Overflow(self.overflow).value,
+            "pack": self.pack,
+            "pack_window": self.pack_window,
+            "on_error": self.on_error,
+        }
 
 
 @dataclass
 class Summary:
-    """The run's counts; `read == written + rejected + dropped` always holds."""
+    """The run's counts; `read == written + rejected + dropped` always holds, and `written` counts samples.
+
+    `rows` counts what the shards hold: samples, or packed rows when `pack` is set.
+    """
 
     read: int = 0
     written: int = 0
-    dropped: int = 0
+    rows: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
+    dropped_by_reason: Counter = field(default_factory=Counter)
     tokens: int = 0
     trained_tokens: int = 0
+    lengths: LengthStats = field(default_factory=LengthStats)
+    pack: int | None = None
     shards: list[ShardInfo] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
         return sum(self.rejected_by_reason.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.dropped_by_reason.values())
+
+    @property
+    def efficiency(self) -> float | None:
+        """Packing efficiency: tokens / (rows x pack), or None when not packing."""
+        if self.pack is None:
+            return None
+        return self.tokens / (self.rows * self.pack) if self.rows else 0.0
 
     def to_json(self) -> dict:
         return {
@@ -69,6 +126,8 @@ class Summary:
             "rejected": self.rejected,
             "dropped": self.dropped,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+            "dropped_by_reason": dict(sorted(self.dropped_by_reason.items())),
+            "rows": self.rows,
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
         }
@@ -83,10 +142,17 @@ def prepare_output(out_dir: Path, overwrite: bool) -> None:
     if not overwrite:
         shown = ', '.join(existing[:3]) + (', ...' if len(existing) > 3 else '')
         raise ConvertError(f"{out_dir} is not empty ({shown}); pass --overwrite to replace it")
-    ours = {MANIFEST_FILE, REJECTS_FILE}
     for path in out_dir.iterdir():
-        if path.name in ours or (path.name.startswith("shard-") and path.suffix == ".parquet"):
+        if is_ours(path.name):
             path.unlink()
+
+
+def is_ours(name: str) -> bool:
+    """Whether a file name is one a run writes: shards of any format, their side files, or their temp names."""
+    if name.startswith(".") and name.endswith(".tmp"):
+        name = name[1:-len(".tmp")]
+    side_files = {MANIFEST_FILE, REJECTS_FILE}.union(*(writer.side_files for writer in WRITERS.values()))
+    return name.startswith("shard-") or name in side_files
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -157,7 +223,7 @@ def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Te
 
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
             progress: bool = False) -> Summary:
-    """Convert raw chat records into tokenized Parquet shards, `rejects.jsonl` and `manifest.json`.
+    """Convert raw chat records into tokenized shards, `rejects.jsonl` and `manifest.json`.
 
     Args:
         inputs: files, folders or globs.
@@ -173,9 +239,10 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     source = open_source(inputs, options)
     out_dir = Path(out_dir)
     prepare_output(out_dir, overwrite)
-    writer = ParquetShardWriter(out_dir, shard_rows=options.shard_rows)
+    writer = WRITERS[options.format](out_dir, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
+                                     packed=options.pack is not None)
     rejects = RejectsWriter(out_dir)
-    summary = Summary()
+    summary = Summary(pack=options.pack)
     try:
         run(source, writer, rejects, summary, options, progress)
         summary.shards = writer.close()
@@ -185,39 +252,65 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         rejects.abort()
         raise
     tokenizer = source.tokenizer
+    limit = options.seq_limit
     write_manifest(out_dir, {
         "sftconv_version": __version__,
-        "format": ParquetShardWriter.name,
+        "format": options.format,
         "inputs": [str(p) for p in source.paths],
         "options": options.to_json(),
         "tokenizer": {"name": tokenizer.name, "sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size},
         "counts": summary.to_json(),
+        "lengths": None if limit is None else {
+            "max_seq_len": limit, "overflow": Overflow(options.overflow).value, **summary.lengths.to_json()},
+        "packing": None if options.pack is None else {
+            "seq_len": options.pack, "window": options.pack_window, "rows": summary.rows,
+            "samples": summary.written, "tokens": summary.tokens, "efficiency": round(summary.efficiency, 6)},
         "shards": [s.to_json() for s in summary.shards],
         "rejects_file": REJECTS_FILE,
     })
     return summary
 
 
-def run(source: Source, writer: ParquetShardWriter, rejects: RejectsWriter, summary: Summary,
+def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Summary,
         options: ConvertOptions, progress: bool) -> None:
-    """Stream the source's samples into the writer and its rejects into the rejects file, counting each."""
+    """Stream the source's samples through the length policy and packer into the writer, counting each.
+
+    Rejected records go to the rejects file (or, with `on_error="fail"`, stop the run); samples the
+    length policy drops are counted by reason.
+    """
     from tqdm import tqdm
+
+    limit = options.seq_limit
+    lengths = None if limit is None else LengthPolicy(limit, options.overflow, eot_id=source.tokenizer.eot_id)
+    packer = None if options.pack is None else Packer(options.pack, options.pack_window)
+
+    def write(rows: list) -> None:
+        writer.write(rows)
+        summary.rows += len(rows)
 
     with tqdm(disable=not progress, unit=" rec", desc="converting", dynamic_ncols=True) as bar:
         for results in encode_batches(source.records(), source.shape, source.template):
             samples = []
             for item in results:
                 if isinstance(item, Encoded):
-                    samples.append(item)
+                    kept = item if lengths is None else lengths.fit(item)
+                    if kept is None:
+                        summary.dropped_by_reason[TOO_LONG] += 1
+                    else:
+                        samples.append(kept)
                 elif options.on_error == "fail":
                     raise ConvertError(f"{item.location}: {item.reason}: {item.detail}")
                 else:
                     summary.rejected_by_reason[item.reason] += 1
                     rejects.write(item)
-            writer.write(samples)
+            write(samples if packer is None else packer.add(samples))
             summary.read += len(results)
             summary.written += len(samples)
             summary.tokens += sum(len(s.input_ids) for s in samples)
             summary.trained_tokens += sum(s.trained_tokens for s in samples)
             bar.update(len(results))
             bar.set_postfix(tokens=summary.tokens, refresh=False)
+        if packer is not None:
+            write(packer.flush())
+    if lengths is not None:
+        summary.lengths = lengths.stats

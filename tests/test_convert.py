@@ -54,7 +54,8 @@ def test_shards_hold_what_the_template_renders(tmp_path, tokenizer):
     assert convert(write_jsonl(tmp_path / "in.jsonl", records), "-o", tmp_path / "out", "--shard-rows", 10).exit_code == 0
     out = tmp_path / "out"
     shards = manifest(out)["shards"]
-    assert [s["file"] for s in shards] == ["shard-00000.parquet", "shard-00001.parquet", "shard-00002.parquet"]
+    assert [[f["file"] for f in s["files"]] for s in shards] == [
+        ["shard-00000.parquet"], ["shard-00001.parquet"], ["shard-00002.parquet"]]
     assert [s["rows"] for s in shards] == [10, 10, 5]
     template = Llama3Template(tokenizer)
     for i, row in enumerate(rows(out)):
@@ -81,8 +82,9 @@ def test_manifest_records_hashes_and_options(tmp_path):
 
     convert(write_jsonl(tmp_path / "in.jsonl", [GOOD]), "-o", tmp_path / "out", "--train-on", "last", "-q")
     data = manifest(tmp_path / "out")
-    shard = data["shards"][0]
-    assert shard["sha256"] == hashlib.sha256((tmp_path / "out" / shard["file"]).read_bytes()).hexdigest()
+    [shard_file] = data["shards"][0]["files"]
+    data_bytes = (tmp_path / "out" / shard_file["file"]).read_bytes()
+    assert shard_file["sha256"] == hashlib.sha256(data_bytes).hexdigest() and shard_file["bytes"] == len(data_bytes)
     assert data["options"]["train_on"] == "last" and data["options"]["template"] == "llama3"
     assert data["tokenizer"]["name"] == "llama-models:llama3/tokenizer.model"
     assert data["tokenizer"]["vocab_size"] == 128_256 and len(data["tokenizer"]["sha256"]) == 64

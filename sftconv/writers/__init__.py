@@ -1,17 +1,27 @@
-"""Writers: a stream of Encoded samples -> shard files written atomically, then a manifest."""
+"""Writers: a stream of samples or packed rows -> shard files written atomically, then a manifest."""
 
+from .hf import HfShardWriter
+from .jsonl import JsonlShardWriter
 from .manifest import MANIFEST_FILE, write_manifest
-from .parquet import ParquetShardWriter, ShardInfo
+from .megatron import MegatronShardWriter
+from .parquet import ParquetShardWriter
 from .rejects import REJECTS_FILE, RejectsWriter
+from .shards import ShardInfo, ShardWriter
 
-WRITERS = {ParquetShardWriter.name: ParquetShardWriter}
+WRITERS: dict[str, type[ShardWriter]] = {
+    writer.name: writer for writer in (ParquetShardWriter, HfShardWriter, MegatronShardWriter, JsonlShardWriter)
+}
 
 __all__ = [
     "MANIFEST_FILE",
     "REJECTS_FILE",
     "WRITERS",
+    "HfShardWriter",
+    "JsonlShardWriter",
+    "MegatronShardWriter",
     "ParquetShardWriter",
     "RejectsWriter",
     "ShardInfo",
+    "ShardWriter",
     "write_manifest",
 ]

@@ -1,0 +1,107 @@
+"""Length policies: what happens to a sample longer than `--max-seq-len`, counted so nothing is lost silently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .template import Encoded
+
+
+class Overflow(str, Enum):
+    """What to do with a sample longer than the limit."""
+
+    DROP = "drop"
+    TRUNCATE = "truncate"
+    TRUNCATE_TOKENS = "truncate-tokens"
+
+
+@dataclass
+class LengthStats:
+    """What a length policy did: samples it touched and the tokens they lost."""
+
+    over_limit: int = 0
+    truncated: int = 0
+    dropped: int = 0
+    tokens_lost: int = 0
+    trained_tokens_lost: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "over_limit": self.over_limit,
+            "truncated": self.truncated,
+            "dropped": self.dropped,
+            "tokens_lost": self.tokens_lost,
+            "trained_tokens_lost": self.trained_tokens_lost,
+        }
+
+
+def turn_cut(sample: Encoded, limit: int, eot_id: int) -> int:
+    """Length of the longest prefix of whole turns that fits in `limit` and ends with a trained turn; 0 if none.
+
+    Every turn ends with `<|eot_id|>` and content never contains that id (it is encoded as text), so
+    turn ends are exactly the positions of `eot_id`; a turn is trained iff its `<|eot_id|>` is.
+    """
+    ids, mask = sample.input_ids, sample.loss_mask
+    for i in range(min(limit, len(ids)) - 1, -1, -1):
+        if ids[i] == eot_id and mask[i]:
+            return i + 1
+    return 0
+
+
+class LengthPolicy:
+    """Fits samples into `max_seq_len` tokens by the overflow rule, counting every sample it touches.
+
+    - `drop`: a longer sample is dropped (the pipeline counts it under reason `too_long`).
+    - `truncate`: keep the longest prefix of whole turns that fits and ends with a trained turn, so
+      every kept trained turn ends with its `<|eot_id|>`; if none fits, drop.
+    - `truncate-tokens`: a hard cut at `max_seq_len` tokens, which can end inside a trained turn
+      (the model then never sees that turn's `<|eot_id|>`: unsafe for masks); drop if nothing trained remains.
+
+    Args:
+        max_seq_len: the most tokens a kept sample may have (at least 1).
+        overflow: the rule, `Overflow.DROP` by default.
+        eot_id: the `<|eot_id|>` id, which marks turn ends.
+
+    Raises:
+        ValueError: `max_seq_len` is below 1.
+
+    Example:
+        >>> policy = LengthPolicy(4096, Overflow.TRUNCATE, eot_id=tokenizer.eot_id)
+        >>> kept = policy.fit(sample)  # None when dropped; policy.stats counts both
+    """
+
+    def __init__(self, max_seq_len: int, overflow: Overflow = Overflow.DROP, *, eot_id: int):
+        if max_seq_len < 1:
+            raise ValueError(f"max_seq_len must be at least 1, found {max_seq_len}")
+        self.max_seq_len = max_seq_len
+        self.overflow = Overflow(overflow)
+        self.eot_id = eot_id
+        self.stats = LengthStats()
+
+    def fit(self, sample: Encoded) -> Encoded | None:
+        """The sample itself if it fits, else its cut per the rule, or None if it is dropped."""
+        if len(sample.input_ids) <= self.max_seq_len:
+            return sample
+        self.stats.over_limit += 1
+        kept = self._cut(sample)
+        if kept is None:
+            self.stats.dropped += 1
+            self.stats.tokens_lost += len(sample.input_ids)
+            self.stats.trained_tokens_lost += sample.trained_tokens
+            return None
+        self.stats.truncated += 1
+        self.stats.tokens_lost += len(sample.input_ids) - len(kept.input_ids)
+        self.stats.trained_tokens_lost += sample.trained_tokens - kept.trained_tokens
+        return kept
+
+    def _cut(self, sample: Encoded) -> Encoded | None:
+        if self.overflow is Overflow.DROP:
+            return None
+        if self.overflow is Overflow.TRUNCATE:
+            end = turn_cut(sample, self.max_seq_len, self.eot_id)
+        else:
+            end = self.max_seq_len if any(sample.loss_mask[:self.max_seq_len]) else 0
+        if end == 0:
+            return None
+        return Encoded(sample.input_ids[:end], sample.loss_mask[:end], sample.location)
