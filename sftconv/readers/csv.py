@@ -32,6 +32,7 @@ class CsvReader(Reader):
         with open_binary(path) as binary:
             text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
             rows = csv.reader(text)
+            start = 1  # the line the next record starts on
             try:
                 header = next(rows, None)
                 if header is None:

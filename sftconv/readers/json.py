@@ -113,6 +113,7 @@ class LineCounter:
         self.line = 1
 
     def line_at(self, position: int) -> int:
+        """The line `position` is on."""
         if position < self.position:
             self.position, self.line = 0, 1
         self.line += self.text.count("\n", self.position, position)

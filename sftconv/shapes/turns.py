@@ -12,6 +12,7 @@ from ..conversation import (
     CONTENT_NOT_STRING,
     MISSING_FIELD,
     NON_TEXT_CONTENT,
+    ROLES,
     SYSTEM,
     TOOL_CALLS_UNSUPPORTED,
     UNKNOWN_ROLE,
@@ -45,7 +46,7 @@ def role_of(name: Any, table: Mapping[str, str], where: str) -> str:
     """
     role = table.get(name.lower()) if isinstance(name, str) else None
     if role is None:
-        raise RecordError(UNKNOWN_ROLE, f"{where} is {name!r} (expected one of {', '.join((SYSTEM, USER, ASSISTANT))})")
+        raise RecordError(UNKNOWN_ROLE, f"{where} is {name!r} (expected one of {', '.join(ROLES)})")
     if role == TOOL:
         raise RecordError(TOOL_CALLS_UNSUPPORTED, f"{where} is {name!r}: tool turns are not rendered yet")
     return role
