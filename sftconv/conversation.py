@@ -20,6 +20,17 @@ CONTENT_NOT_STRING = "content_not_string"
 EMPTY_CONTENT = "empty_content"
 BAD_TRAIN_FLAG = "bad_train_flag"
 NO_TRAINED_TOKENS = "no_trained_tokens"
+INVALID_CSV = "invalid_csv"
+MISSING_FIELD = "missing_field"
+NON_TEXT_CONTENT = "non_text_content"
+BAD_HISTORY = "bad_history"
+BAD_TRANSCRIPT = "bad_transcript"
+TOOL_CALLS_UNSUPPORTED = "tool_calls_unsupported"
+# Role-order rules, checked on every conversation whatever its shape.
+SYSTEM_NOT_FIRST = "system_not_first"
+CONSECUTIVE_SAME_ROLE = "consecutive_same_role"
+ASSISTANT_BEFORE_USER = "assistant_before_user"
+NO_ASSISTANT_TURN = "no_assistant_turn"
 
 # Reason code for samples a length policy drops: counted in the summary and manifest, not rejected.
 TOO_LONG = "too_long"

@@ -9,16 +9,17 @@ from itertools import islice
 from pathlib import Path
 
 from . import __version__
-from .conversation import TOO_LONG, Conversation, Record, RecordError, Rejected
+from .conversation import TOO_LONG, Conversation, Message, Record, RecordError, Rejected
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
-from .readers import expand_inputs, read_records, reader_for
-from .shapes import SHAPES
+from .readers import ReaderError, expand_inputs, read_records, reader_for
+from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
 from .template import Encoded, Llama3Template, MaskPolicy
 from .tokenizer import Tokenizer
 from .writers import MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, write_manifest
 
 BATCH_RECORDS = 1024  # records shaped and tokenized together
+DETECT_RECORDS = 100  # records at the start of each input that decide its shape under --shape auto
 
 
 class ConvertError(Exception):
@@ -30,11 +31,31 @@ class SourceOptions:
     """What decides how raw records become samples; shared by convert, validate and inspect."""
 
     tokenizer: str | None = None
-    shape: str = "openai"
+    shape: str = AUTO  # a name in SHAPES, or AUTO: detected per input
+    split: str | None = None  # the split of a Hugging Face DatasetDict
+    mapping: FieldMapping = field(default_factory=FieldMapping)
+    system: str | None = None
+    replace_system: bool = False
+    merge_consecutive: bool = False
+    drop_empty_turns: bool = False
     train_on: MaskPolicy = MaskPolicy.ASSISTANT
 
+    def rules(self) -> TurnRules:
+        return TurnRules(system=self.system, replace_system=self.replace_system,
+                         merge_consecutive=self.merge_consecutive, drop_empty_turns=self.drop_empty_turns)
+
     def to_json(self) -> dict:
-        return {"shape": self.shape, "template": Llama3Template.name, "train_on": MaskPolicy(self.train_on).value}
+        return {
+            "shape": self.shape,
+            "split": self.split,
+            "mapping": self.mapping.to_json(),
+            "system": self.system,
+            "replace_system": self.replace_system,
+            "merge_consecutive": self.merge_consecutive,
+            "drop_empty_turns": self.drop_empty_turns,
+            "template": Llama3Template.name,
+            "train_on": MaskPolicy(self.train_on).value,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +124,8 @@ class Summary:
     lengths: LengthStats = field(default_factory=LengthStats)
     pack: int | None = None
     shards: list[ShardInfo] = field(default_factory=list)
+    shapes: dict[str, str | None] = field(default_factory=dict)  # input -> its shape (None: no records)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -162,51 +185,129 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
+@dataclass(frozen=True)
+class InputShape:
+    """How one input's records become messages: the user's field names renamed, the shape, then the turn rules."""
+
+    shape: Shape
+    mapping: FieldMapping
+    rules: TurnRules
+
+    def __call__(self, data) -> tuple[Message, ...]:
+        return self.rules(self.shape(self.mapping.apply(data, self.shape.fields)))
+
+
+class FileShapes:
+    """Shapes each record with the shape resolved for the input it came from (inputs may differ in shape)."""
+
+    def __init__(self, by_input: dict[str, InputShape | None]):
+        self.by_input = by_input
+
+    def __call__(self, record: Record) -> tuple[Message, ...]:
+        return self.by_input[record.location.source](record.data)
+
+    @property
+    def names(self) -> dict[str, str | None]:
+        """Each input's shape name; None for an input with no records."""
+        return {source: shaped.shape.name if shaped else None for source, shaped in self.by_input.items()}
+
+
 @dataclass
 class Source:
-    """Opened inputs, ready to stream: the files, the shape that reads them and the template that renders."""
+    """Opened inputs, ready to stream: the inputs, each one's shape, and the template that renders."""
 
-    paths: list[Path]
+    paths: list[Path | str]
     tokenizer: Tokenizer
     template: Llama3Template
-    shape: object
+    shape: FileShapes
+    split: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def records(self) -> Iterator[Record | Rejected]:
-        return read_records(self.paths)
+        """Every record of every input, in order.
+
+        Raises:
+            ConvertError: an input cannot be read (corrupt, truncated...).
+        """
+        try:
+            yield from read_records(self.paths, split=self.split)
+        except ReaderError as error:
+            raise ConvertError(str(error)) from error
 
 
 def open_source(inputs: list[str], options: SourceOptions) -> Source:
-    """Expand the inputs and load the tokenizer, failing early with a message a user can act on.
+    """Expand the inputs, resolve each one's shape and load the tokenizer; fail early, saying what to do.
 
     Raises:
-        ConvertError: an input is missing or of an unknown type, there is no input, or the tokenizer
-            cannot be loaded.
+        ConvertError: an input is missing, of an unknown type or unreadable, no shape fits an input's
+            records, there is no input, or the tokenizer cannot be loaded.
     """
     try:
         paths = expand_inputs(inputs)
         for path in paths:
-            reader_for(path)
+            reader_for(path, split=options.split)
     except (FileNotFoundError, ValueError) as error:
         raise ConvertError(str(error)) from error
     if not paths:
         raise ConvertError(f"no input files found in {', '.join(inputs)}")
+    rules, warnings = options.rules(), []
+    by_input: dict[str, InputShape | None] = {}
+    for path in paths:
+        sample, empty = sample_records(path, options.split)
+        if empty:
+            warnings.append(f"{path}: no records (an empty input); it adds nothing to the dataset")
+        name = options.shape
+        if name == AUTO:
+            try:
+                name = detect_shape(sample, options.mapping) if sample else None
+            except ShapeNotFound as error:
+                raise ConvertError(f"{path}: {error}") from error
+        shape = SHAPES[name](options.mapping.roles) if name else None
+        by_input[str(path)] = InputShape(shape, options.mapping, rules) if shape else None
     try:
         tokenizer = Tokenizer(options.tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
-    return Source(paths, tokenizer, Llama3Template(tokenizer, options.train_on), SHAPES[options.shape]())
+    return Source(paths, tokenizer, Llama3Template(tokenizer, options.train_on), FileShapes(by_input),
+                  split=options.split, warnings=warnings)
+
+
+def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
+    """The data of the input's first DETECT_RECORDS records, and whether the input holds nothing at all.
+
+    Raises:
+        ConvertError: the input cannot be read.
+    """
+    items = reader_for(path, split=split).read(path)
+    sample, seen = [], False
+    try:
+        for item in items:
+            seen = True
+            if isinstance(item, Record):
+                sample.append(item.data)
+                if len(sample) == DETECT_RECORDS:
+                    break
+    except ReaderError as error:
+        raise ConvertError(str(error)) from error
+    finally:
+        items.close()
+    return sample, not seen
 
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
                    ) -> Iterator[list[Encoded | Rejected]]:
-    """Shape and render records a batch at a time; each item becomes a sample or a Rejected, in input order."""
+    """Shape and render records a batch at a time; each item becomes a sample or a Rejected, in input order.
+
+    `shape` takes a Record (so it can tell which input the record came from) and returns its messages;
+    `Source.shape` is one.
+    """
     for batch in batched(items, BATCH_RECORDS):
         outcomes: list[Rejected | Record] = []
         conversations: list[Conversation] = []
         for item in batch:
             if isinstance(item, Record):
                 try:
-                    conversations.append(Conversation(shape(item.data), item.location))
+                    conversations.append(Conversation(shape(item), item.location))
                 except RecordError as error:
                     item = Rejected(item.location, error.reason, error.detail, item.data)
             outcomes.append(item)
@@ -243,6 +344,7 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
                                      packed=options.pack is not None)
     rejects = RejectsWriter(out_dir)
     summary = Summary(pack=options.pack)
+    summary.shapes, summary.warnings = source.shape.names, list(source.warnings)
     try:
         run(source, writer, rejects, summary, options, progress)
         summary.shards = writer.close()
@@ -257,6 +359,7 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         "sftconv_version": __version__,
         "format": options.format,
         "inputs": [str(p) for p in source.paths],
+        "shapes": summary.shapes,
         "options": options.to_json(),
         "tokenizer": {"name": tokenizer.name, "sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size},
         "counts": summary.to_json(),

@@ -9,7 +9,9 @@ import pytest
 
 from sftconv.tokenizer import Tokenizer
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# `../shared/data` from the project root; a git worktree one level deeper finds it one folder further up.
+SHARED_DATA = next((p / "shared" / "data" for p in Path(__file__).resolve().parents[2:4]
+                    if (p / "shared" / "data").is_dir()), Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +34,20 @@ def write_jsonl(path: Path, records: list) -> Path:
             handle.write(record if isinstance(record, str) else json.dumps(record, ensure_ascii=False))
             handle.write("\n")
     return path
+
+
+def cache_hub_dataset(cache_dir: Path, repo_id: str, splits: dict[str, list]) -> None:
+    """Put a dataset in a `datasets` cache folder as `load_dataset(repo_id)` leaves it, without the network.
+
+    The cache layout is `namespace___name/config/version/hash/name-split.arrow`; the packaged JSON
+    builder writes it under `name/`, which is then given its namespace.
+    """
+    from datasets.packaged_modules.json.json import Json
+
+    namespace, name = repo_id.split("/")
+    sources = cache_dir / "sources"
+    sources.mkdir(parents=True, exist_ok=True)
+    files = {split: str(write_jsonl(sources / f"{split}.jsonl", records)) for split, records in splits.items()}
+    Json(cache_dir=str(cache_dir), dataset_name=name, config_id="default", hash="0123abcd", data_files=files
+         ).download_and_prepare()
+    (cache_dir / name).rename(cache_dir / f"{namespace}___{name}")

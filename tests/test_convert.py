@@ -36,11 +36,11 @@ def test_examples_convert_and_reconcile(tmp_path, tokenizer):
     assert result.exit_code == 0, result.output
     counts = manifest(tmp_path)["counts"]
     assert counts["read"] == 14 and counts["written"] == 11
-    assert counts["rejected_by_reason"] == {"empty_content": 1, "invalid_json": 1, "no_trained_tokens": 1}
+    assert counts["rejected_by_reason"] == {"empty_content": 1, "invalid_json": 1, "no_assistant_turn": 1}
     assert counts["read"] == counts["written"] + counts["rejected"] + counts["dropped"]
     assert "records read         14\n" in result.stdout and "  invalid_json       1\n" in result.stdout
     rejects = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
-    assert [(r["line"], r["reason"]) for r in rejects] == [(12, "no_trained_tokens"), (13, "empty_content"),
+    assert [(r["line"], r["reason"]) for r in rejects] == [(12, "no_assistant_turn"), (13, "empty_content"),
                                                            (14, "invalid_json")]
     assert rejects[2]["record"].startswith('{"messages": [{"role": "user"')
     written = rows(tmp_path)
@@ -139,13 +139,6 @@ def test_empty_input_is_an_empty_dataset(tmp_path):
     assert convert(write_jsonl(tmp_path / "in.jsonl", []), "-o", tmp_path / "out", "-q").exit_code == 0
     data = manifest(tmp_path / "out")
     assert data["counts"]["read"] == 0 and data["shards"] == []
-
-
-def test_cookbook_file(tmp_path, shared_data):
-    """OpenAI's deliberately flawed toy file: the no-user-turn record still trains on its answer."""
-    assert convert(shared_data / "openai-cookbook" / "toy_chat_fine_tuning.jsonl", "-o", tmp_path, "-q").exit_code == 0
-    counts = manifest(tmp_path)["counts"]
-    assert (counts["read"], counts["written"], counts["rejected"]) == (5, 5, 0)
 
 
 @pytest.mark.parametrize("command", [[], ["convert"]])

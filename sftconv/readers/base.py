@@ -1,42 +1,38 @@
-"""What every reader shares: one method to implement, and input paths expanded for it."""
+"""What every reader shares: one method to implement, and failures that name the file."""
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..conversation import Record, Rejected
 
 
+class ReaderError(Exception):
+    """A whole input cannot be read (missing, corrupt, truncated, not the format its name says)."""
+
+
 class Reader:
-    """Yields the records of one file; subclasses implement `read_file` and know nothing of chat."""
+    """Yields the records of one input; subclasses implement `read_file` and know nothing of chat."""
 
     name = ""
-    suffixes: tuple[str, ...] = ()
+    suffixes: tuple[str, ...] = ()  # file-name endings this reader takes (after any .gz or .zst)
 
     def read_file(self, path: Path) -> Iterator[Record | Rejected]:
         """Yield each record of `path`, or a Rejected for a part that cannot be decoded."""
         raise NotImplementedError
 
+    def read(self, path: Path) -> Iterator[Record | Rejected]:
+        """`read_file`, with a failure of the whole input raised as a ReaderError that names it.
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files named by the inputs: globs expanded, folders walked in sorted order, each file once.
+        Raises:
+            ReaderError: the input cannot be opened, is corrupt, or its compressed stream is truncated.
+        """
+        import zstandard
 
-    Raises:
-        FileNotFoundError: an input matches nothing.
-    """
-    found: dict[Path, None] = {}
-    for item in inputs:
-        matches = sorted(glob.glob(item, recursive=True)) if glob.has_magic(item) else [item]
-        if not matches or not os.path.exists(matches[0]):
-            raise FileNotFoundError(f"no such file or folder: {item}")
-        for match in map(Path, matches):
-            if match.is_dir():
-                for root, dirs, names in os.walk(match):
-                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                    found.update((Path(root, n), None) for n in sorted(names) if not n.startswith("."))
-            else:
-                found[match] = None
-    return list(found)
+        try:
+            yield from self.read_file(path)
+        except ReaderError:
+            raise
+        except (OSError, EOFError, zstandard.ZstdError) as error:
+            raise ReaderError(f"{path}: cannot be read: {error}") from error

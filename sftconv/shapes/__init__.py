@@ -1,7 +1,63 @@
-"""Shapes: one raw record -> the messages of a Conversation. They know nothing about tokens."""
+"""Shapes: one raw record -> the messages of a Conversation. They know nothing about files or tokens."""
 
+from __future__ import annotations
+
+from .alpaca import AlpacaShape
+from .base import Shape
+from .mapping import FieldMapping, MappingError
 from .openai import OpenAIShape
+from .prompt_completion import PromptCompletionShape
+from .rules import TurnRules
+from .sharegpt import ShareGPTShape
+from .transcript import TranscriptShape
 
-SHAPES = {OpenAIShape.name: OpenAIShape}
+# In order of preference: when records fit two shapes equally well, the first wins.
+SHAPES: dict[str, type[Shape]] = {
+    shape.name: shape
+    for shape in (OpenAIShape, ShareGPTShape, AlpacaShape, PromptCompletionShape, TranscriptShape)
+}
+AUTO = "auto"
+FIELDS_SHOWN = 12  # field names listed when no shape fits
 
-__all__ = ["SHAPES", "OpenAIShape"]
+
+class ShapeNotFound(ValueError):
+    """No shape fits the records of an input; the message lists the fields they have."""
+
+
+def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
+    """The name of the shape that most of the sample records fit, judged by the schemas in `schemas/`.
+
+    Each record is first renamed by the field mapping, as it will be when converted. Records that
+    fit no shape count for none; the shape with the most fitting records wins, ties going to the
+    earlier shape in SHAPES.
+
+    Raises:
+        ShapeNotFound: no record fits any shape; the message lists the fields seen and how to go on.
+
+    Example:
+        >>> detect_shape([{"conversations": [{"from": "human", "value": "Hi"}]}])
+        'sharegpt'
+    """
+    from ..schema import validator
+
+    mapping = mapping or FieldMapping()
+    scores = {name: sum(validator(name).is_valid(mapping.apply(record, shape.fields)) for record in sample)
+              for name, shape in SHAPES.items()}
+    best = max(scores, key=scores.__getitem__)
+    if scores[best]:
+        return best
+    seen: dict[str, None] = {}
+    for record in sample:
+        seen.update(dict.fromkeys(map(str, record) if isinstance(record, dict) else [f"(a JSON {type(record).__name__})"]))
+    names = list(seen)
+    shown = ", ".join(names[:FIELDS_SHOWN]) + (f", ... ({len(names)} in all)" if len(names) > FIELDS_SHOWN else "")
+    raise ShapeNotFound(
+        f"no record shape fits (fields seen: {shown}). Shapes: {', '.join(SHAPES)}. Choose one with --shape, "
+        "or map your field names (--messages-field, --role-field, --content-field, --instruction-field, "
+        "--output-field, --prompt-field, --completion-field, --transcript-field, or --mapping FILE)")
+
+
+__all__ = [
+    "AUTO", "SHAPES", "AlpacaShape", "FieldMapping", "MappingError", "OpenAIShape", "PromptCompletionShape",
+    "Shape", "ShapeNotFound", "ShareGPTShape", "TranscriptShape", "TurnRules", "detect_shape",
+]

@@ -1,0 +1,121 @@
+"""`.json` files: a top-level array of records, a single record, or JSON Lines under a `.json` name."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..conversation import INVALID_JSON, INVALID_UTF8, Location, Record, Rejected
+from .base import Reader
+from .compression import open_binary
+from .jsonl import parse_lines
+
+WHITESPACE = re.compile(r"[ \t\r\n]*")
+DECODER = json.JSONDecoder(strict=False)  # strict=False: a raw tab or CR inside a string is unambiguous
+
+
+class JsonReader(Reader):
+    """Reads a whole `.json` document: each element of a top-level array is a record, any other value is one.
+
+    A file whose first line is a complete JSON value followed by more values is JSON Lines under
+    another name, and is read line by line. Array elements are located by the line they start on and
+    by their 0-based index (`row`). The document is held in memory while it is read; use JSON Lines
+    or Parquet for data larger than memory.
+    """
+
+    name = "json"
+    suffixes = (".json",)
+
+    def read_file(self, path: Path) -> Iterator[Record | Rejected]:
+        source = str(path)
+        with open_binary(path) as handle:
+            data = handle.read()
+        try:
+            text = data.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as error:
+            yield Rejected(Location(source), INVALID_UTF8, f"the file is not UTF-8: {error}")
+            return
+        if is_json_lines(text):
+            yield from parse_lines(data.removeprefix(b"\xef\xbb\xbf").splitlines(keepends=True), source)
+        else:
+            yield from parse_document(text, source)
+
+
+def is_json_lines(text: str) -> bool:
+    """True if the first line holds a whole JSON value and something follows it."""
+    first, newline, rest = text.lstrip(" \t\r\n").partition("\n")
+    if not newline or not rest.strip():
+        return False
+    try:
+        json.loads(first, strict=False)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def parse_document(text: str, source: str) -> Iterator[Record | Rejected]:
+    """The elements of a top-level array (or the one top-level value), decoded one at a time."""
+    lines = LineCounter(text)
+    position = skip_whitespace(text, 0)
+    if position == len(text):
+        return  # an empty or blank file is an empty dataset
+    try:
+        if text[position] == "[":
+            end = yield from parse_array(text, position, source, lines)
+        else:
+            value, end = DECODER.raw_decode(text, position)
+            yield Record(Location(source, line=lines.line_at(position)), value)
+        end = skip_whitespace(text, end)
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data after the top-level value", text, end)
+    except json.JSONDecodeError as error:
+        yield rejected_rest(source, lines, error, text)
+
+
+def parse_array(text: str, position: int, source: str, lines: LineCounter):
+    """Yield each element of the array opening at `position`; return the position after its `]`."""
+    position = skip_whitespace(text, position + 1)
+    if text.startswith("]", position):
+        return position + 1
+    for row in itertools.count():
+        value, end = DECODER.raw_decode(text, position)
+        yield Record(Location(source, line=lines.line_at(position), row=row), value)
+        end = skip_whitespace(text, end)
+        if text.startswith("]", end):
+            return end + 1
+        if not text.startswith(",", end):
+            raise json.JSONDecodeError("Expecting ',' or ']' after an array element", text, end)
+        position = skip_whitespace(text, end + 1)
+
+
+def skip_whitespace(text: str, position: int) -> int:
+    """The first position at or after `position` that is not JSON whitespace."""
+    return WHITESPACE.match(text, position).end()
+
+
+def rejected_rest(source: str, lines: LineCounter, error: json.JSONDecodeError, text: str) -> Rejected:
+    """One reject for a document that stops being JSON: nothing after the error can be located reliably."""
+    line = lines.line_at(error.pos)
+    snippet = text[error.pos:error.pos + 200]
+    return Rejected(Location(source, line=line), INVALID_JSON,
+                    f"{error.msg} at line {line} column {error.colno}; the rest of the file cannot be read", snippet)
+
+
+class LineCounter:
+    """1-based line numbers of positions in a text, asked for in increasing order (counted incrementally)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.position = 0
+        self.line = 1
+
+    def line_at(self, position: int) -> int:
+        """The line `position` is on."""
+        if position < self.position:
+            self.position, self.line = 0, 1
+        self.line += self.text.count("\n", self.position, position)
+        self.position = position
+        return self.line

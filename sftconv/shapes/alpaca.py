@@ -1,0 +1,40 @@
+"""Alpaca records: `{"instruction": ..., "input": ..., "output": ...}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..conversation import MISSING_FIELD, NOT_AN_OBJECT, Message, RecordError
+from .base import Shape
+from .turns import exchange, fields_seen, optional_text, required_text
+
+INPUT_SEPARATOR = "\n"  # instruction and input are joined as LLaMA-Factory and ms-swift join them
+
+
+class AlpacaShape(Shape):
+    """Reads the Alpaca shape.
+
+    Expects `{"instruction": str, "input": str (optional), "output": str}`; `response` may stand for
+    `output`. The user turn is the instruction, then a newline and the input when the input is not
+    blank (`"Translate.\\nBonjour"`), which is how LLaMA-Factory and ms-swift build it. An optional
+    `system` string is the system prompt, and an optional `history` (`[[question, answer], ...]`)
+    comes before the instruction as earlier turns. Other fields (such as a pre-rendered `text`) are ignored.
+
+    Raises:
+        RecordError: with the reason code of the first problem found.
+    """
+
+    name = "alpaca"
+    fields = {name: name for name in ("instruction", "input", "output", "system", "history")}
+
+    def __call__(self, data: Any) -> tuple[Message, ...]:
+        if not isinstance(data, dict):
+            raise RecordError(NOT_AN_OBJECT, f"expected a JSON object, found {type(data).__name__}")
+        instruction = required_text(data, "instruction")
+        answer_key = "output" if data.get("output") is not None else "response"
+        if data.get(answer_key) is None:
+            raise RecordError(MISSING_FIELD, f"no 'output' or 'response' field (fields: {fields_seen(data)})")
+        answer = required_text(data, answer_key)
+        extra = optional_text(data, "input")
+        prompt = instruction if extra is None else f"{instruction}{INPUT_SEPARATOR}{extra}"
+        return exchange(data, prompt, answer)

@@ -1,0 +1,120 @@
+"""A user's field mapping: their field names -> the names the shapes read, and extra role aliases."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .turns import ALIAS_TARGETS
+
+
+class MappingError(ValueError):
+    """A field mapping that cannot be used; the message says which key or value is wrong."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FieldMapping:
+    """Which of a record's fields play which part, for data whose field names no shape knows.
+
+    Each field is the name in the user's data (None: the shape's own name). `messages`, `role` and
+    `content` are the chat list and the role and text of each turn in it (`role`/`content` apply
+    inside the `messages` list); `roles` maps extra role names to system, user, assistant or tool.
+
+    Example:
+        >>> FieldMapping(messages="dialog", role="speaker", content="text", roles={"bot": "assistant"})
+    """
+
+    messages: str | None = None
+    role: str | None = None
+    content: str | None = None
+    system: str | None = None
+    instruction: str | None = None
+    input: str | None = None
+    output: str | None = None
+    prompt: str | None = None
+    completion: str | None = None
+    history: str | None = None
+    transcript: str | None = None
+    roles: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, role in self.roles.items():
+            if role not in ALIAS_TARGETS:
+                raise MappingError(f"role alias {name}={role}: the role must be one of {', '.join(ALIAS_TARGETS)}")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> FieldMapping:
+        """Read a mapping from a YAML or JSON file (keys as the fields above, validated by schemas/mapping.json).
+
+        Raises:
+            MappingError: the file is not valid YAML/JSON or does not match the schema.
+        """
+        import yaml
+
+        from ..schema import validator
+
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as error:
+            raise MappingError(f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'YAML'}: {error}") from error
+        problems = sorted(validator("mapping").iter_errors(data or {}), key=lambda e: list(e.path))
+        if problems:
+            where = "/".join(map(str, problems[0].path)) or "top level"
+            raise MappingError(f"{path}: {where}: {problems[0].message}")
+        return cls(**(data or {}))
+
+    def merged(self, **overrides: Any) -> FieldMapping:
+        """This mapping with the given fields replaced where they are not None; `roles` are added to."""
+        roles = {**self.roles, **(overrides.pop("roles", None) or {})}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "roles"}
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        return FieldMapping(**values, roles=roles)
+
+    @cached_property
+    def renames(self) -> dict[str, str]:
+        """The mapped record-level fields: mapping key -> the user's field name (worked out once per mapping)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("role", "content", "roles") and getattr(self, f.name)}
+
+    def apply(self, data: Any, names: dict[str, str]) -> Any:
+        """The record with the user's field names replaced by a shape's names (`names`, e.g. `Shape.fields`).
+
+        Example:
+            >>> FieldMapping(output="answer").apply({"instruction": "q", "answer": "a"}, {"output": "output"})
+            {'instruction': 'q', 'output': 'a'}
+        """
+        renames = self.renames
+        if not (renames or self.role or self.content):
+            return data
+        if isinstance(data, list):  # a bare list of messages
+            return [self._rename_turn(turn, names) for turn in data]
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key, source in renames.items():
+            target = names.get(key)
+            if target and source != target and source in data:
+                data[target] = data.pop(source)
+        turns = data.get(names.get("messages", ""))
+        if isinstance(turns, list) and (self.role or self.content):
+            data[names["messages"]] = [self._rename_turn(turn, names) for turn in turns]
+        return data
+
+    def _rename_turn(self, turn: Any, names: dict[str, str]) -> Any:
+        """One turn with its role and content fields renamed."""
+        if not isinstance(turn, dict) or "role" not in names:
+            return turn
+        turn = dict(turn)
+        for source, target in ((self.role, names["role"]), (self.content, names["content"])):
+            if source and source != target and source in turn:
+                turn[target] = turn.pop(source)
+        return turn
+
+    def to_json(self) -> dict:
+        """The fields that are set, for the manifest."""
+        return {**self.renames, **{k: v for k, v in (("role", self.role), ("content", self.content)) if v},
+                **({"roles": dict(self.roles)} if self.roles else {})}

@@ -1,0 +1,101 @@
+"""Rules every conversation meets, whatever its shape: the system prompt, no empty turns, the order of roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..conversation import (
+    ASSISTANT,
+    ASSISTANT_BEFORE_USER,
+    BAD_TRAIN_FLAG,
+    CONSECUTIVE_SAME_ROLE,
+    EMPTY_CONTENT,
+    NO_ASSISTANT_TURN,
+    SYSTEM,
+    SYSTEM_NOT_FIRST,
+    Message,
+    RecordError,
+)
+
+MERGE_SEPARATOR = "\n\n"  # between the contents of merged consecutive turns
+
+
+@dataclass(frozen=True, kw_only=True)
+class TurnRules:
+    """Checks (and, where asked, repairs) a shape's messages before they are rendered.
+
+    In order: user and assistant turns that are empty after trimming are rejected (`empty_content`)
+    or, with `drop_empty_turns`, dropped (an empty system prompt is kept, as chat templates render it);
+    `system` is added as the system prompt where there is none, and with `replace_system` replaces
+    the record's own; a system turn anywhere but first is rejected (`system_not_first`); two turns of
+    the same role in a row are rejected (`consecutive_same_role`) or, with `merge_consecutive`,
+    joined by a blank line; the first turn after the system prompt must be the user's
+    (`assistant_before_user`); and there must be an assistant turn (`no_assistant_turn`).
+    A conversation may end with a user turn: it is context, and is never trained.
+
+    Args:
+        system: a system prompt for conversations that have none (default None: add nothing).
+        replace_system: use `system` even where a conversation has its own (default False).
+        merge_consecutive: join same-role turns in a row instead of rejecting the record (default False).
+        drop_empty_turns: drop empty user/assistant turns instead of rejecting the record (default False).
+
+    Example:
+        >>> TurnRules(system="Be brief.")((Message("user", "Hi"), Message("assistant", "Hello")))
+        (Message(role='system', content='Be brief.', train=None), Message(role='user', ...), ...)
+    """
+
+    system: str | None = None
+    replace_system: bool = False
+    merge_consecutive: bool = False
+    drop_empty_turns: bool = False
+
+    def __call__(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        messages = self._without_empty(messages)
+        messages = self._with_system(messages)
+        for index, message in enumerate(messages[1:], 2):
+            if message.role == SYSTEM:
+                raise RecordError(SYSTEM_NOT_FIRST, f"turn {index} is a system turn; only the first turn may be")
+        messages = self._alternating(messages)
+        turns = [m for m in messages if m.role != SYSTEM]
+        if turns and turns[0].role == ASSISTANT:
+            raise RecordError(ASSISTANT_BEFORE_USER, "the first turn after the system prompt is the assistant's; "
+                                                     "it must be the user's")
+        if not any(m.role == ASSISTANT for m in turns):
+            raise RecordError(NO_ASSISTANT_TURN, "no assistant turn, so nothing to learn from")
+        return messages
+
+    def _without_empty(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """The messages without empty user/assistant turns, or a rejection naming the first one."""
+        kept = []
+        for index, message in enumerate(messages, 1):
+            if message.role != SYSTEM and not message.content.strip():
+                if not self.drop_empty_turns:
+                    raise RecordError(EMPTY_CONTENT, f"turn {index} ({message.role}) has no content")
+                continue
+            kept.append(message)
+        return tuple(kept)
+
+    def _with_system(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """The messages with the configured system prompt added or put in place of the record's own."""
+        if self.system is None:
+            return messages
+        if messages and messages[0].role == SYSTEM:
+            return (Message(SYSTEM, self.system), *messages[1:]) if self.replace_system else messages
+        return (Message(SYSTEM, self.system), *messages)
+
+    def _alternating(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """The messages with no two same-role turns in a row: merged if asked, else a rejection."""
+        merged: list[Message] = []
+        for index, message in enumerate(messages, 1):
+            previous = merged[-1] if merged else None
+            if previous is None or previous.role != message.role or message.role == SYSTEM:
+                merged.append(message)
+                continue
+            if not self.merge_consecutive:
+                raise RecordError(CONSECUTIVE_SAME_ROLE, f"turns {index - 1} and {index} are both {message.role}; "
+                                                         "pass --merge-consecutive to join them")
+            if previous.train != message.train:
+                raise RecordError(BAD_TRAIN_FLAG, f"turns {index - 1} and {index} cannot be merged: "
+                                                  "their train flags differ")
+            merged[-1] = Message(message.role, previous.content + MERGE_SEPARATOR + message.content, message.train)
+        return tuple(merged)

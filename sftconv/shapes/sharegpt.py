@@ -1,0 +1,79 @@
+"""ShareGPT records: `{"conversations": [{"from": "human", "value": ...}, {"from": "gpt", ...}]}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..conversation import (
+    ASSISTANT,
+    MESSAGE_NOT_OBJECT,
+    MESSAGES_NOT_LIST,
+    MISSING_MESSAGES,
+    NOT_AN_OBJECT,
+    SYSTEM,
+    TOOL_CALLS_UNSUPPORTED,
+    UNKNOWN_ROLE,
+    USER,
+    Message,
+    RecordError,
+)
+from .base import Shape
+from .turns import fields_seen, is_tool_role, optional_text, role_of, text_of, train_flag
+
+LIST_FIELDS = ("conversations", "conversation")  # ms-swift writes the singular
+
+
+class ShareGPTShape(Shape):
+    """Reads the ShareGPT shape and its pair-list variant.
+
+    Expects `{"system": str (optional), "conversations": [{"from": "human"|"gpt"|"system", "value": str}, ...]}`.
+    `from` is matched through aliases: human/user, gpt/assistant/model/bot, system. The list may also
+    be called `conversation`, and may hold `{"human": str, "assistant": str}` pairs instead (one user
+    and one assistant turn each, as ms-swift writes them). A `weight`, `loss_weight`, `train` or `loss`
+    field on a turn works as in the OpenAI shape. A `function_call` or `observation` turn makes the
+    record `tool_calls_unsupported`.
+
+    Args:
+        roles: extra role aliases, such as `{"bot": "assistant"}`.
+
+    Raises:
+        RecordError: with the reason code of the first problem found.
+    """
+
+    name = "sharegpt"
+    fields = {"messages": "conversations", "role": "from", "content": "value", "system": "system"}
+
+    def __call__(self, data: Any) -> tuple[Message, ...]:
+        if not isinstance(data, dict):
+            raise RecordError(NOT_AN_OBJECT, f"expected a JSON object, found {type(data).__name__}")
+        key = next((k for k in LIST_FIELDS if k in data), None)
+        if key is None:
+            raise RecordError(MISSING_MESSAGES, f"no 'conversations' field (fields: {fields_seen(data)})")
+        turns = data[key]
+        if not isinstance(turns, list) or not turns:
+            found = "an empty list" if isinstance(turns, list) else type(turns).__name__
+            raise RecordError(MESSAGES_NOT_LIST, f"'{key}' must be a non-empty list, found {found}")
+        for index, turn in enumerate(turns):
+            if isinstance(turn, dict) and is_tool_role(turn.get("from"), self.roles):
+                raise RecordError(TOOL_CALLS_UNSUPPORTED, f"{key}[{index}] is a {turn['from']!r} turn, "
+                                  "which is not rendered yet")
+        system = optional_text(data, "system")
+        messages = [Message(SYSTEM, system)] if system is not None else []
+        for index, turn in enumerate(turns):
+            messages += self._turn(f"{key}[{index}]", turn)
+        return tuple(messages)
+
+    def _turn(self, where: str, turn: Any) -> list[Message]:
+        """One `{from, value}` turn, or the two messages of a `{human, assistant}` pair."""
+        if not isinstance(turn, dict):
+            raise RecordError(MESSAGE_NOT_OBJECT, f"{where} is a {type(turn).__name__}, not an object")
+        if "from" in turn:
+            role = role_of(turn["from"], self.roles, f"{where}.from")
+            return [Message(role, text_of(turn.get("value"), f"{where}.value"), train_flag(turn, where))]
+        by_role = {self.roles.get(k.lower()): k for k in turn if isinstance(k, str)}
+        if USER in by_role and ASSISTANT in by_role:
+            user, assistant = by_role[USER], by_role[ASSISTANT]
+            return [Message(USER, text_of(turn[user], f"{where}.{user}")),
+                    Message(ASSISTANT, text_of(turn[assistant], f"{where}.{assistant}"))]
+        raise RecordError(UNKNOWN_ROLE, f"{where} has no 'from', nor a human/assistant pair "
+                                        f"(fields: {fields_seen(turn)})")

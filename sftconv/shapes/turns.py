@@ -1,0 +1,161 @@
+"""What the chat shapes share: role names and their aliases, message text, per-message loss flags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..conversation import (
+    ASSISTANT,
+    BAD_HISTORY,
+    BAD_TRAIN_FLAG,
+    CONTENT_NOT_STRING,
+    MISSING_FIELD,
+    NON_TEXT_CONTENT,
+    ROLES,
+    SYSTEM,
+    TOOL_CALLS_UNSUPPORTED,
+    UNKNOWN_ROLE,
+    USER,
+    Message,
+    RecordError,
+)
+
+TOOL = "tool"  # a tool call or result turn: recognised so it can be rejected, not rendered yet
+ROLE_ALIASES: dict[str, str] = {
+    "system": SYSTEM, "developer": SYSTEM,
+    "user": USER, "human": USER,
+    "assistant": ASSISTANT, "gpt": ASSISTANT, "model": ASSISTANT, "bot": ASSISTANT,
+    "tool": TOOL, "function": TOOL, "function_call": TOOL, "observation": TOOL, "ipython": TOOL,
+    "tool_call": TOOL, "tool_response": TOOL,
+}
+ALIAS_TARGETS = (SYSTEM, USER, ASSISTANT, TOOL)
+PART_SEPARATOR = "\n"  # between the text parts of one message, as vLLM joins them
+
+
+def role_table(aliases: Mapping[str, str] | None) -> dict[str, str]:
+    """The built-in aliases with the user's on top, all keyed in lower case."""
+    return {**ROLE_ALIASES, **{name.lower(): role for name, role in (aliases or {}).items()}}
+
+
+def role_of(name: Any, table: Mapping[str, str], where: str) -> str:
+    """The normalised role for a role name from the data (case does not matter).
+
+    Raises:
+        RecordError: `unknown_role`, or `tool_calls_unsupported` for a tool turn.
+    """
+    role = table.get(name.lower()) if isinstance(name, str) else None
+    if role is None:
+        raise RecordError(UNKNOWN_ROLE, f"{where} is {name!r} (expected one of {', '.join(ROLES)})")
+    if role == TOOL:
+        raise RecordError(TOOL_CALLS_UNSUPPORTED, f"{where} is {name!r}: tool turns are not rendered yet")
+    return role
+
+
+def is_tool_role(name: Any, table: Mapping[str, str]) -> bool:
+    """True if the role name is one of a tool call or result turn."""
+    return isinstance(name, str) and table.get(name.lower()) == TOOL
+
+
+def text_of(content: Any, where: str) -> str:
+    """A message's text: a string, or a list of text parts (`{"type": "text", "text" | "value": ...}`).
+
+    Raises:
+        RecordError: `content_not_string` for anything else, `non_text_content` for an image, audio... part.
+    """
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise RecordError(CONTENT_NOT_STRING, f"{where} is {type(content).__name__}, not a string")
+    texts = []
+    for index, part in enumerate(content):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        kind = part.get("type", "text") if isinstance(part, dict) else type(part).__name__
+        text = part.get("text", part.get("value")) if isinstance(part, dict) else None
+        if kind != "text":
+            raise RecordError(NON_TEXT_CONTENT, f"{where}[{index}] is a {kind!r} part; only text is rendered")
+        if not isinstance(text, str):
+            raise RecordError(CONTENT_NOT_STRING, f"{where}[{index}] has no 'text' string")
+        texts.append(text)
+    return PART_SEPARATOR.join(texts)
+
+
+def train_flag(message: Mapping, where: str) -> bool | None:
+    """The message's own loss override, or None to follow the mask policy.
+
+    `weight` (OpenAI) or `loss_weight` (LLaMA-Factory) must be 0 or 1; `train` or `loss` (xtuner)
+    must be a boolean. A field that is present but None (a Parquet or `datasets` null) is absent.
+
+    Raises:
+        RecordError: `bad_train_flag` for any other value.
+    """
+    for key in ("weight", "loss_weight"):
+        value = message.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in (0, 1):
+            raise RecordError(BAD_TRAIN_FLAG, f"{where}.{key} must be 0 or 1, found {value!r}")
+        return value == 1
+    for key in ("train", "loss"):
+        value = message.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, bool):
+            raise RecordError(BAD_TRAIN_FLAG, f"{where}.{key} must be true or false, found {value!r}")
+        return value
+    return None
+
+
+def optional_text(data: Mapping, key: str) -> str | None:
+    """An optional string field such as `system` or `input`: None when absent, null or blank.
+
+    Raises:
+        RecordError: `content_not_string` if it is present and not a string.
+    """
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RecordError(CONTENT_NOT_STRING, f"'{key}' is {type(value).__name__}, not a string")
+    return value if value.strip() else None
+
+
+def fields_seen(data: Any) -> str:
+    """The record's field names, for messages that say what was found."""
+    if isinstance(data, dict):
+        return ", ".join(map(str, data)) or "none"
+    return f"none: a JSON {type(data).__name__}"
+
+
+def exchange(data: Mapping, prompt: str, answer: str) -> tuple[Message, ...]:
+    """An instruction-style record as messages: its `system`, its `history` pairs, then prompt and answer.
+
+    Raises:
+        RecordError: `bad_history` if `history` is not a list of [question, answer] string pairs.
+    """
+    system = optional_text(data, "system")
+    messages = [Message(SYSTEM, system)] if system is not None else []
+    history = data.get("history")
+    if history is not None and not isinstance(history, list):
+        raise RecordError(BAD_HISTORY, f"'history' is {type(history).__name__}, not a list of [question, answer] pairs")
+    for index, pair in enumerate(history or ()):
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
+            raise RecordError(BAD_HISTORY, f"history[{index}] is not a [question, answer] pair of strings")
+        messages += [Message(USER, pair[0]), Message(ASSISTANT, pair[1])]
+    return (*messages, Message(USER, prompt), Message(ASSISTANT, answer))
+
+
+def required_text(data: Mapping, key: str) -> str:
+    """A string field the shape cannot do without.
+
+    Raises:
+        RecordError: `missing_field` if absent or null, `content_not_string` if not a string.
+    """
+    value = data.get(key)
+    if value is None:
+        raise RecordError(MISSING_FIELD, f"no '{key}' field (fields: {fields_seen(data)})")
+    if not isinstance(value, str):
+        raise RecordError(CONTENT_NOT_STRING, f"'{key}' is {type(value).__name__}, not a string")
+    return value
