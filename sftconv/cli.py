@@ -374,7 +374,7 @@ def note_unused_source_options(ctx: click.Context) -> None:
               help="Pass while at most this share of records (rows) has errors, e.g. 0.01 for 1%.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (for the exit code and the error rate).")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table: a short summary for people; json: the report in schemas/validate_report.schema.json.")
+              help="table: a short summary for people; json: the report in schemas/validate_report.json.")
 @click.option("--examples", type=click.IntRange(min=0), default=3, show_default=True,
               help="Locations shown per reason code.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from sftconv.cli import main
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "validate_report.schema.json"
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "validate_report.json"
 GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 
 

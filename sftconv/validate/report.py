@@ -170,7 +170,7 @@ class Report:
         return sorted(self.issues.values(), key=lambda i: (i.severity != ERROR, i.code))
 
     def to_json(self) -> dict:
-        """The report as `schemas/validate_report.schema.json` defines it."""
+        """The report as `schemas/validate_report.json` defines it."""
         return {
             "sftconv_version": __version__,
             "kind": self.kind,
