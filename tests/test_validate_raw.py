@@ -22,16 +22,17 @@ def chat(user: str = "Hi", assistant: str = "Hello!", **message) -> dict:
 
 
 def check(tmp_path: Path, records: list, *args) -> tuple[int, dict]:
-    return run(write_jsonl(tmp_path / "in.jsonl", records), *args)
+    """Validate records as the OpenAI shape, so a record of another shape is an error, not a detection."""
+    return run(write_jsonl(tmp_path / "in.jsonl", records), "--shape", "openai", *args)
 
 
 # Each raw check: a record that fails it (with the code, field and a piece of the detail), and one that passes.
 CASES = {
     "invalid_json": ('{"messages": [', None, "Expecting value", json.dumps(chat("json"))),
-    "not_an_object": ([GOOD["messages"]], None, "found list", chat("object")),
+    "not_an_object": ("\"just text\"", None, "found str", chat("object")),
     "missing_messages": ({"conversations": []}, None, "fields: conversations", chat("messages")),
     "messages_not_list": ({"messages": "Hi"}, None, "found str", chat("list")),
-    "unknown_role": ({"messages": [{"role": "gpt", "content": "x"}]}, None, "role is 'gpt'", chat("role")),
+    "unknown_role": ({"messages": [{"role": "robot", "content": "x"}]}, None, "'robot'", chat("role")),
     "content_not_string": (chat(assistant=None), None, "is NoneType", chat(assistant="a string")),
     "empty_content": (chat(assistant="  \n"), None, "(assistant) has no content", chat(assistant=".")),
     "no_trained_tokens": (chat(weight=0), None, "no token is trained", chat(weight=1)),
@@ -96,16 +97,16 @@ def test_text_checks_scan_every_string_and_report_each_code_once(tmp_path):
 
 
 def test_text_of_a_rejected_record_is_still_checked(tmp_path):
-    _, report = check(tmp_path, [{"prompt": "Q", "completion": "A<|endoftext|>"}])
+    _, report = check(tmp_path, [{"prompt": "Q", "completion": "A<|endoftext|>"}])  # not the OpenAI shape
     assert counts(report) == {"missing_messages": 1, "foreign_template_marker": 1}
     assert report["with_errors"] == 1 and report["with_warnings"] == 0
 
 
 def test_a_lone_surrogate_in_a_field_name_prints_escaped(tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", ['{"\\ud800": "x"}'])
-    exit_code, report = run(source)
+    exit_code, report = run(source, "--shape", "openai")
     assert exit_code == 1 and examples(report, "missing_messages")[0]["detail"] == "no 'messages' field (fields: \ud800)"
-    table = CliRunner().invoke(main, ["validate", str(source), "-q"])
+    table = CliRunner().invoke(main, ["validate", str(source), "--shape", "openai", "-q"])
     assert table.exit_code == 1 and "(fields: \\ud800)" in table.stdout
 
 
@@ -233,14 +234,17 @@ def test_help_teaches():
     assert "      sftconv validate 'data/*.jsonl' --max-seq-len 8192\n" in result.output
 
 
-# The team's real files that the current OpenAI-shape JSONL reader can read, with exact counts per code.
+# The team's real broken files, with exact counts per code.
 
 def test_shared_cookbook_file(shared_data):
     source = shared_data / "openai-cookbook" / "toy_chat_fine_tuning.jsonl"
     exit_code, report = run(source)
-    assert (exit_code, report["issues"], report["stats"]["records"], report["stats"]["samples"]) == (0, [], 5, 5)
+    # Line 4 answers a system prompt with no user turn: the turn rules reject it, as convert does.
+    assert (exit_code, counts(report), report["stats"]["records"], report["stats"]["samples"]) == (
+        1, {"assistant_before_user": 1}, 5, 4)
+    assert examples(report, "assistant_before_user")[0]["line"] == 4
     exit_code, report = run(source, "--max-seq-len", 4096)
-    assert exit_code == 1 and counts(report) == {"too_long": 1}
+    assert exit_code == 1 and counts(report) == {"assistant_before_user": 1, "too_long": 1}
     assert examples(report, "too_long")[0]["line"] == 5  # the ~26,000-character answer
     assert report["stats"]["turns_per_conversation"]["max"] == 9
 
@@ -250,8 +254,8 @@ def test_shared_dolly_bad_escapes(shared_data):
     assert exit_code == 1 and counts(report)["invalid_json"] == 3
     assert [e["line"] for e in examples(report, "invalid_json")] == [347, 370, 371]
     assert all("Invalid \\escape" in e["detail"] for e in examples(report, "invalid_json"))
-    # prompt/completion is not the OpenAI shape: every parseable line is missing_messages under --shape openai.
-    assert counts(report) == {"invalid_json": 3, "missing_messages": 429}
+    # Every other line is a good prompt/completion record (the shape is detected).
+    assert counts(report) == {"invalid_json": 3} and report["stats"]["samples"] == 429
 
 
 def test_shared_empty_file(shared_data):
@@ -263,3 +267,13 @@ def test_shared_self_instruct_endoftext(shared_data):
     _, report = run(shared_data / "self-instruct" / "ag_news_classify.jsonl")
     assert counts(report)["foreign_template_marker"] == 200
     assert {e["field"] for e in examples(report, "foreign_template_marker")} == {"completion"}
+
+
+def test_shared_kto_leaked_markers(shared_data):
+    """kto's answers leak another template's markers: `</s>` in one, `<|user|>` and an invented turn in another."""
+    exit_code, report = run(shared_data / "LLaMA-Factory" / "kto_en_demo.json")
+    assert exit_code == 0 and counts(report) == {"control_character": 1, "foreign_template_marker": 2}
+    assert [(e["line"], e["field"], e["detail"].split(" ")[0]) for e in examples(report, "foreign_template_marker")] == [
+        (2497, "messages[1].content", "</s>"), (4759, "messages[7].content", "<|user|>")]
+    exit_code, report = run(shared_data / "LLaMA-Factory" / "kto_en_demo.json", "--strict")
+    assert exit_code == 1
