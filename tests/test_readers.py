@@ -78,6 +78,19 @@ def test_broken_json_keeps_what_came_before_and_rejects_the_rest(tmp_path, text,
     assert message in rejected.detail and "the rest of the file cannot be read" in rejected.detail
 
 
+def test_nesting_too_deep_to_decode_is_a_reject_not_a_crash(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    lines = write_jsonl(tmp_path / "a.jsonl", [deep, {"a": 1}])
+    rejected, record = read_records([lines])
+    assert (rejected.reason, rejected.detail, rejected.location.line) == (INVALID_JSON, "JSON nested too deeply to decode", 1)
+    assert record.data == {"a": 1}
+    document = tmp_path / "a.json"
+    document.write_text(f'[{{"a": 1}},\n{deep}]')
+    record, rejected = read_records([document])
+    assert record.data == {"a": 1} and rejected.reason == INVALID_JSON
+    assert rejected.detail.startswith("JSON nested too deeply to decode at line 2 column 1")
+
+
 def test_json_that_is_not_utf8_is_one_reject(tmp_path):
     path = tmp_path / "latin1.json"
     path.write_bytes('[{"a": "café"}]'.encode("latin-1"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..conversation import INVALID_JSON, INVALID_UTF8, Location, Record, Rejected
 from .base import Reader
 from .compression import open_binary
-from .jsonl import parse_lines
+from .jsonl import TOO_DEEP, parse_lines
 
 WHITESPACE = re.compile(r"[ \t\r\n]*")
 DECODER = json.JSONDecoder(strict=False)  # strict=False: a raw tab or CR inside a string is unambiguous
@@ -66,7 +66,7 @@ def parse_document(text: str, source: str) -> Iterator[Record | Rejected]:
         if text[position] == "[":
             end = yield from parse_array(text, position, source, lines)
         else:
-            value, end = DECODER.raw_decode(text, position)
+            value, end = decode(text, position)
             yield Record(Location(source, line=lines.line_at(position)), value)
         end = skip_whitespace(text, end)
         if end != len(text):
@@ -81,7 +81,7 @@ def parse_array(text: str, position: int, source: str, lines: LineCounter):
     if text.startswith("]", position):
         return position + 1
     for row in itertools.count():
-        value, end = DECODER.raw_decode(text, position)
+        value, end = decode(text, position)
         yield Record(Location(source, line=lines.line_at(position), row=row), value)
         end = skip_whitespace(text, end)
         if text.startswith("]", end):
@@ -89,6 +89,14 @@ def parse_array(text: str, position: int, source: str, lines: LineCounter):
         if not text.startswith(",", end):
             raise json.JSONDecodeError("Expecting ',' or ']' after an array element", text, end)
         position = skip_whitespace(text, end + 1)
+
+
+def decode(text: str, position: int) -> tuple[object, int]:
+    """The JSON value at `position` and the position after it; nesting too deep to decode is a JSON error."""
+    try:
+        return DECODER.raw_decode(text, position)
+    except RecursionError:
+        raise json.JSONDecodeError(TOO_DEEP, text, position) from None
 
 
 def skip_whitespace(text: str, position: int) -> int:

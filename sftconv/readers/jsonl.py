@@ -10,6 +10,8 @@ from ..conversation import INVALID_JSON, INVALID_UTF8, Location, Record, Rejecte
 from .base import Reader
 from .compression import open_binary
 
+TOO_DEEP = "JSON nested too deeply to decode"
+
 
 def parse_lines(lines: Iterable[bytes], source: str) -> Iterator[Record | Rejected]:
     """Each non-blank line as a Record, or a located Rejected if it is not UTF-8 JSON."""
@@ -29,6 +31,8 @@ def parse_lines(lines: Iterable[bytes], source: str) -> Iterator[Record | Reject
             yield Record(location, json.loads(text, strict=False))
         except json.JSONDecodeError as error:
             yield Rejected(location, INVALID_JSON, str(error), text.rstrip("\r\n"))
+        except RecursionError:
+            yield Rejected(location, INVALID_JSON, TOO_DEEP, text.rstrip("\r\n"))
 
 
 class JsonlReader(Reader):
