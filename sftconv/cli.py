@@ -380,7 +380,7 @@ def stats_rows(stats: dict) -> list[tuple[str, str]]:
 
     labels = {"format": "format", "samples": "samples", "rows": "rows",
               "turns_per_conversation": "turns per conversation", "tokens_per_sample": "tokens per sample",
-              "tokens": "tokens", "trained_tokens": "trained tokens"}
+              "tokens_per_row": "tokens per row", "tokens": "tokens", "trained_tokens": "trained tokens"}
     rows = []
     for key, label in labels.items():
         value = stats.get(key)
