@@ -259,6 +259,8 @@ class JsonlShards(ShardReader):
         try:
             with open(path, encoding="utf-8") as handle:
                 for number, line in enumerate(handle, 1):
+                    if not line.endswith("\n"):  # every line convert writes ends with one
+                        raise ShardReadError(f"line {number} does not end with a newline: cut short?")
                     rows.append(self._row(line, number))
                     tokens += len(rows[-1]["input_ids"])
                     if len(rows) == BATCH_ROWS or tokens >= BATCH_TOKENS:
