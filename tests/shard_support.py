@@ -85,7 +85,7 @@ def write_rows(out: Path, output_format: str, index: int, rows: list[dict]) -> N
 
 
 def write_megatron(input_ids_bin: Path, rows: list[dict]) -> None:
-    """Both indexed datasets of a shard, written by Megatron-LM's own builder: a document per row, a sequence per sample."""
+    """A shard's two indexed datasets, written by Megatron-LM's own builder: a document per row, a sequence a sample."""
     import numpy as np
     import torch
 

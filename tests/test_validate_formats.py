@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -334,7 +335,8 @@ def test_limits_recorded_in_the_manifest(fresh, output_format):
         f"{longest_sample} tokens > the run's --max-seq-len {longest_sample - 1}")
     data["lengths"]["max_seq_len"], data["packing"]["seq_len"] = 256, longest_row - 1
     save_manifest(out, data)
-    assert examples(run(out)[1], "too_long")[0]["detail"] == f"{longest_row} tokens > the run's --pack {longest_row - 1}"
+    assert examples(run(out)[1], "too_long")[0]["detail"] == (
+        f"{longest_row} tokens > the run's --pack {longest_row - 1}")
     data["packing"]["seq_len"] = 256
     save_manifest(out, data)
     assert examples(run(out, "--max-seq-len", longest_row - 2)[1], "too_long")[0]["detail"].endswith(
@@ -359,7 +361,8 @@ def test_an_unclosed_answer_shorter_than_the_cut_is_flagged(fresh, output_format
     """Under truncate-tokens only a sample of exactly --max-seq-len tokens may end inside an answer."""
     out = fresh(output_format, "cut")
     [(shard, row)] = [(shard, row) for shard in range(len(manifest(out)["shards"]))
-                      for row, found in enumerate(read_rows(out, output_format, shard)) if len(found["input_ids"]) == CUT]
+                      for row, found in enumerate(read_rows(out, output_format, shard))
+                      if len(found["input_ids"]) == CUT]
 
     def change(rows):
         for column in ("input_ids", "labels", "loss_mask"):
@@ -374,3 +377,20 @@ def test_an_unclosed_answer_shorter_than_the_cut_is_flagged(fresh, output_format
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"untrained_eot": 1}
     assert examples(report, "untrained_eot")[0]["location"] == f"{main_file(out, shard)}[row {row}]"
+
+
+def test_batches_are_checked_in_runs_of_whole_rows(outputs):
+    """Rows are checked a bounded number of tokens at a time; the runs cover every row once, in order."""
+    from sftconv.validate.rows import RowRules, check_rows
+
+    out = outputs("parquet", "packed")
+    reader = SHARD_READERS["parquet"](packed=True)
+    [batch] = list(reader.batches(shard_files(out, 0)))
+    lengths = batch.input_ids.lengths
+    for tokens in (1, int(lengths[0]), int(lengths[:2].sum()), 10**9):
+        chunks = list(batch.chunks(tokens))
+        assert [c.first_row for c in chunks] == list(np.cumsum([0] + [c.rows for c in chunks[:-1]]))
+        assert sum(c.rows for c in chunks) == batch.rows
+        assert all(c.rows == 1 or c.input_ids.lengths.sum() <= tokens for c in chunks)
+        assert np.array_equal(np.concatenate([c.seq_lens.values for c in chunks]), batch.seq_lens.values)
+    assert check_rows(batch, RowRules(vocab_size=128256, train_headers=False)) == {}

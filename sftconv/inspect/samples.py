@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import math
 import random
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -57,7 +57,9 @@ class Shown:
     def where(self) -> str:
         """Where the sample is: `file:line`, `shard[row N]`, or `shard[row N, sample K]` in a packed row."""
         location = self.sample.location
-        return str(location) if self.place is None else f"{location.source}[row {location.row}, sample {self.place}]"
+        if self.place is None:
+            return str(location)
+        return f"{location.source}[row {location.row}, sample {self.place}]"
 
 
 def uniform(rng: random.Random) -> float:
@@ -217,36 +219,41 @@ class StoredSamples:
             raise InspectError(f"{error.path or shard.files[0]}: {error}; `sftconv validate {self.stored.folder}` "
                                "checks every shard") from error
 
-    def _samples(self, shard: StoredShard) -> Iterator[tuple[Encoded, int | None]]:
-        """The shard's samples in order, each located at its file and row, with its place in a packed row."""
-        main = str(self.reader.main_file(list(shard.files)))
-        for batch in self._batches(shard):
-            try:
-                offsets, rows, places = batch.samples()
-            except ShardReadError as error:
-                raise InspectError(f"{main}: {error}; `sftconv validate {self.stored.folder}` says more") from error
-            ids, mask = batch.input_ids.values.tolist(), batch.loss_mask.values.tolist()
-            for sample, (start, stop) in enumerate(zip(offsets[:-1].tolist(), offsets[1:].tolist())):
-                location = Location(main, row=batch.first_row + int(rows[sample]))
-                yield Encoded(ids[start:stop], mask[start:stop], location), (
-                    int(places[sample]) if self.stored.packed else None)
+    def _split(self, batch: TokenBatch, shard: StoredShard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch's samples: bounds, rows and places in their rows (see `TokenBatch.samples`)."""
+        try:
+            return batch.samples()
+        except ShardReadError as error:
+            raise InspectError(f"{self.reader.main_file(list(shard.files))}: {error}; "
+                               f"`sftconv validate {self.stored.folder}` says more") from error
 
     def at(self, indices: list[int]) -> list[Shown]:
-        """The samples at these positions, in the order asked, reading only their shards, each up to the last one."""
+        """The samples at these positions, in the order asked, reading only their shards, each up to the last one.
+
+        Only the wanted samples are decoded; the rows before them are read, not turned into lists.
+        """
         for index in indices:
             if index >= self.total:
                 raise SampleIndexError(index, self.total)
-        wanted = set(indices)
-        last_in: dict[int, int] = {}  # shard number -> the last wanted position in it
-        for index in sorted(wanted):
-            last_in[bisect_right(self._starts, index) - 1] = index
+        wanted = sorted(set(indices))
         found: dict[int, Shown] = {}
-        for number, last in last_in.items():
-            for position, (sample, place) in enumerate(self._samples(self.stored.shards[number]),
-                                                       self._starts[number]):
-                if position in wanted:
-                    found[position] = Shown(position, sample, place)
-                if position == last:
+        for number in sorted({bisect_right(self._starts, index) - 1 for index in wanted}):
+            shard = self.stored.shards[number]
+            main = str(self.reader.main_file(list(shard.files)))
+            position = self._starts[number]
+            last = wanted[bisect_left(wanted, position + shard.samples) - 1]
+            for batch in self._batches(shard):
+                offsets, rows, places = self._split(batch, shard)
+                end = position + len(rows)
+                for index in wanted[bisect_left(wanted, position):bisect_left(wanted, end)]:
+                    sample = index - position
+                    start, stop = offsets[sample], offsets[sample + 1]
+                    encoded = Encoded(batch.input_ids.values[start:stop].tolist(),
+                                      batch.loss_mask.values[start:stop].tolist(),
+                                      Location(main, row=batch.first_row + int(rows[sample])))
+                    found[index] = Shown(index, encoded, int(places[sample]) if self.stored.packed else None)
+                position = end
+                if position > last:
                     break
         for index in indices:
             if index not in found:
@@ -265,10 +272,7 @@ class StoredSamples:
         """(token counts, trained-token counts) of every sample, a batch of rows at a time."""
         for shard in self.stored.shards:
             for batch in self._batches(shard):
-                try:
-                    offsets = batch.samples()[0]
-                except ShardReadError as error:
-                    raise InspectError(f"{shard.files[0]}: {error}") from error
+                offsets = self._split(batch, shard)[0]
                 trained = np.concatenate([[0], np.cumsum(batch.loss_mask.values, dtype=np.int64)])
                 yield np.diff(offsets), trained[offsets[1:]] - trained[offsets[:-1]]
 

@@ -45,6 +45,11 @@ class ListColumn:
     def row(self, i: int) -> np.ndarray:
         return self.values[self.offsets[i]:self.offsets[i + 1]]
 
+    def slice(self, start: int, stop: int) -> ListColumn:
+        """Rows `start:stop`, as views."""
+        first, last = self.offsets[start], self.offsets[stop]
+        return ListColumn(self.values[first:last], self.offsets[start:stop + 1] - first)
+
 
 @dataclass(frozen=True, slots=True)
 class TokenBatch:
@@ -66,6 +71,24 @@ class TokenBatch:
     @property
     def rows(self) -> int:
         return len(self.input_ids.offsets) - 1
+
+    def slice(self, start: int, stop: int) -> TokenBatch:
+        """Rows `start:stop`, as views."""
+        def part(column: ListColumn | None) -> ListColumn | None:
+            return None if column is None else column.slice(start, stop)
+
+        return TokenBatch(self.first_row + start, part(self.input_ids), part(self.labels), part(self.loss_mask),
+                          None if self.length is None else self.length[start:stop], part(self.position_ids),
+                          part(self.seq_lens))
+
+    def chunks(self, tokens: int) -> Iterator[TokenBatch]:
+        """The batch in runs of rows of at most `tokens` input ids each (at least one row)."""
+        offsets, start = self.input_ids.offsets, 0
+        while start < self.rows:
+            stop = int(np.searchsorted(offsets, offsets[start] + tokens, side="right")) - 1
+            stop = min(max(stop, start + 1), self.rows)
+            yield self.slice(start, stop)
+            start = stop
 
     def bad_seq_lens(self) -> np.ndarray:
         """Per row: its `seq_lens` are empty, hold a sample under one token, or do not add up to its tokens."""
@@ -212,7 +235,7 @@ class HfShards(ShardReader):
 
         path = self.main_file(paths)
         try:
-            with pa.memory_map(str(path)) as source:
+            with pa.OSFile(str(path)) as source:  # read, not mapped: memory holds one batch
                 stream = pa.ipc.open_stream(source)
                 check_arrow_schema(stream.schema, self.columns)
                 first_row = 0
@@ -236,13 +259,22 @@ class HfShards(ShardReader):
                 problems.append((path, f"not readable JSON: {error}"))
                 continue
             if name == "state.json":
-                listed = [entry.get("filename") if isinstance(entry, dict) else entry
-                          for entry in data.get("_data_files", [])] if isinstance(data, dict) else None
+                entries = data.get("_data_files") if isinstance(data, dict) else None
+                listed = [e.get("filename") if isinstance(e, dict) else e for e in entries or []]
                 arrow = [f for f in shard_files if f.endswith(".arrow")]
                 if listed != arrow:
-                    problems.append((path, f"lists {listed} as the data files; the manifest's shards are {arrow}, "
-                                           "so datasets.load_from_disk would not read what the manifest describes"))
+                    first = next(i for i in range(max(len(listed), len(arrow)))
+                                 if listed[i:i + 1] != arrow[i:i + 1])
+                    problems.append((path, f"lists {len(listed):,} data files for the manifest's {len(arrow):,} "
+                                           f"shards; number {first + 1} is {nth(listed, first)}, in the manifest "
+                                           f"{nth(arrow, first)}: datasets.load_from_disk would not read what the "
+                                           "manifest describes"))
         return problems
+
+
+def nth(names: list, index: int) -> str:
+    """A list's item at `index`, quoted, or "nothing" past its end."""
+    return repr(names[index]) if index < len(names) else "nothing"
 
 
 class JsonlShards(ShardReader):
@@ -338,11 +370,9 @@ def read_index(path: Path, dtype: np.dtype) -> MegatronIndex:
     if size != expected:
         raise ShardReadError(f"{size:,} bytes, but its header describes {expected:,}: "
                              f"{'cut short' if size < expected else 'extra bytes at the end'}", path)
-    lengths = np.memmap(path, dtype="<i4", mode="r", offset=start, shape=(sequences,)) if sequences else np.zeros(0, "<i4")
-    pointers = np.memmap(path, dtype="<i8", mode="r", offset=start + sequences * 4,
-                         shape=(sequences,)) if sequences else np.zeros(0, "<i8")
-    docs = np.memmap(path, dtype="<i8", mode="r", offset=start + sequences * 12,
-                     shape=(documents,)) if documents else np.zeros(0, "<i8")
+    lengths = np.fromfile(path, dtype="<i4", count=sequences, offset=start)
+    pointers = np.fromfile(path, dtype="<i8", count=sequences, offset=start + sequences * 4)
+    docs = np.fromfile(path, dtype="<i8", count=documents, offset=start + sequences * 12)
     if (lengths < 0).any() or (pointers != offsets_of(lengths)[:-1] * dtype.itemsize).any():
         raise ShardReadError("sequence pointers do not lay the sequences end to end in the .bin", path)
     if not len(docs) or docs[0] != 0 or docs[-1] != sequences or (np.diff(docs) < 0).any():
@@ -370,8 +400,8 @@ class MegatronShards(ShardReader):
             raise ShardReadError("the input_ids and loss_mask indexes disagree on sequences or documents: "
                                  "every sequence needs its mask", files[".loss_mask.idx"])
         sequence_offsets = offsets_of(ids_index.lengths)
-        values = {name: self._values(files[f".{name}.bin"], dtype, int(sequence_offsets[-1]))
-                  for name, dtype in DATASETS.items()}
+        for name, dtype in DATASETS.items():
+            self._check_size(files[f".{name}.bin"], dtype, int(sequence_offsets[-1]))
         documents = ids_index.documents
         if not self.packed and len(documents) - 1 != len(ids_index.lengths):
             raise ShardReadError("a document holds more than one sequence, but the output is not packed",
@@ -382,8 +412,8 @@ class MegatronShards(ShardReader):
             last = self._batch_end(row_offsets, first_row)
             start, stop = row_offsets[first_row], row_offsets[last]
             offsets = row_offsets[first_row:last + 1] - start
-            ids = ListColumn(np.asarray(values["input_ids"][start:stop], dtype=np.int64), offsets)
-            mask = ListColumn(np.asarray(values["loss_mask"][start:stop], dtype=np.int64), offsets)
+            ids, mask = (ListColumn(self._read(files[f".{name}.bin"], dtype, start, stop), offsets)
+                         for name, dtype in DATASETS.items())
             seq_lens = None
             if self.packed:
                 first_seq, last_seq = documents[first_row], documents[last]
@@ -399,8 +429,8 @@ class MegatronShards(ShardReader):
         return first + max(fits, 1) if fits < last - first else last
 
     @staticmethod
-    def _values(path: Path, dtype: np.dtype, count: int) -> np.ndarray:
-        """The `.bin` as an array, memory-mapped; it must hold exactly what the index describes."""
+    def _check_size(path: Path, dtype: np.dtype, count: int) -> None:
+        """The `.bin` must hold exactly the values its index describes."""
         try:
             size = path.stat().st_size
         except OSError as error:
@@ -408,7 +438,15 @@ class MegatronShards(ShardReader):
         if size != count * dtype.itemsize:
             raise ShardReadError(f"{size:,} bytes, but its index describes {count:,} values of {dtype.itemsize} "
                                  f"byte(s): {'cut short' if size < count * dtype.itemsize else 'extra bytes'}", path)
-        return np.memmap(path, dtype=dtype, mode="r") if count else np.zeros(0, dtype=dtype)
+
+    @staticmethod
+    def _read(path: Path, dtype: np.dtype, start: int, stop: int) -> np.ndarray:
+        """Values `start:stop` of a `.bin`, read from disk (not mapped), so memory holds one batch."""
+        try:
+            values = np.fromfile(path, dtype=dtype, count=stop - start, offset=start * dtype.itemsize)
+        except OSError as error:
+            raise ShardReadError(f"cannot read: {error}", path) from error
+        return values.astype(np.int64)
 
 
 SHARD_READERS: dict[str, type[ShardReader]] = {

@@ -36,6 +36,7 @@ from .formats import ListColumn, TokenBatch
 from .report import Finding
 
 SHOWN_SEQ_LENS = 8  # a finding lists a row's seq_lens up to this many
+CHECK_TOKENS = 1 << 18  # tokens checked at once: the checks hold about 200 bytes a token in numpy temporaries
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +69,14 @@ class RowRules:
 def check_rows(batch: TokenBatch, rules: RowRules) -> dict[int, list[Finding]]:
     """The findings of every bad row in the batch, keyed by row number in the shard; good rows are absent."""
     findings: dict[int, list[Finding]] = defaultdict(list)
-    bad = np.zeros(batch.rows, dtype=bool)
-    for row, finding in shape_findings(batch):
-        findings[batch.first_row + row].append(finding)
-        bad[row] = True
-    good = np.flatnonzero(~bad)
-    for local, finding in check_tokens(take(batch, good), rules):
-        findings[batch.first_row + int(good[local])].append(finding)
+    for chunk in batch.chunks(CHECK_TOKENS):
+        bad = np.zeros(chunk.rows, dtype=bool)
+        for row, finding in shape_findings(chunk):
+            findings[chunk.first_row + row].append(finding)
+            bad[row] = True
+        good = np.flatnonzero(~bad)
+        for local, finding in check_tokens(take(chunk, good), rules):
+            findings[chunk.first_row + int(good[local])].append(finding)
     return findings
 
 
@@ -263,6 +265,6 @@ def untrained_ends(ids, mask, in_header, offsets, sample_of, row_offsets, sample
         seen.add(row)
         at = turn_starts[turn] - row_offsets[row]
         why = "its <|eot_id|> is not trained" if ids[last[turn]] == eot else "it does not end with <|eot_id|>"
-        out.append((row, Finding(UNTRAINED_EOT, f"{sample_name(turn_samples[turn])}the turn at {at} trains its content but "
-                                                f"{why}", "loss_mask")))
+        detail = f"{sample_name(turn_samples[turn])}the turn at {at} trains its content but {why}"
+        out.append((row, Finding(UNTRAINED_EOT, detail, "loss_mask")))
     return out

@@ -132,7 +132,7 @@ def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_e
 
 
 def row_rules(manifest: dict, max_seq_len: int | None) -> RowRules:
-    """The rules rows are held to: the tokenizer's ids, the mask policy, and the length limits the run and validate set."""
+    """What rows are held to: the tokenizer's ids, the mask policy, and the length limits of the run and of validate."""
     lengths, packing = manifest["lengths"], manifest["packing"]
     sample_limit = Limit(lengths["max_seq_len"], "the run's --max-seq-len") if lengths else None
     row_limits = [Limit(max_seq_len, "--max-seq-len")] if max_seq_len is not None else []
@@ -226,10 +226,12 @@ def check_totals(folder: Path, manifest: dict, report: Report, tally: Tally) -> 
                                                         "counts says otherwise", "packing"))
     reasons = counts.get("dropped_by_reason")
     too_long = reasons.get(TOO_LONG, 0) if isinstance(reasons, dict) else 0
-    if lengths and (lengths["over_limit"] != lengths["truncated"] + lengths["dropped"] or lengths["dropped"] != too_long):
+    if lengths and (lengths["over_limit"] != lengths["truncated"] + lengths["dropped"]
+                    or lengths["dropped"] != too_long):
         report.add_file(where, Finding(COUNTS_MISMATCH, f"lengths: {lengths['over_limit']:,} over the limit != "
                                                         f"{lengths['truncated']:,} truncated + {lengths['dropped']:,} "
-                                                        f"dropped, or counts drop {too_long:,} as {TOO_LONG}", "lengths"))
+                                                        f"dropped, or counts drop {too_long:,} as {TOO_LONG}",
+                                       "lengths"))
     rejects = folder / manifest.get("rejects_file", REJECTS_FILE)
     try:
         with open(rejects, "rb") as handle:
