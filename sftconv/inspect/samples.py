@@ -344,7 +344,8 @@ def stored_shards(item: str) -> Stored | None:
     if not matches or not all(m.is_file() for m in matches) or len({m.parent for m in matches}) > 1:
         return None
     folder = matches[0].parent
-    manifest = read_manifest(folder)
+    # Only convert's own file names send us to a manifest: raw data may sit beside another tool's.
+    manifest = read_manifest(folder) if all(m.name.startswith("shard-") for m in matches) else None
     if manifest is None:
         return parquet_without_manifest(matches, folder)
     stored = from_manifest(folder, manifest, {m.name for m in matches})
