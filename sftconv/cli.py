@@ -278,10 +278,11 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
     """Show samples as the model sees them, with the tokens it learns from marked.
 
     INPUT is raw data (rendered by the same pipeline and options as `convert`) or a folder or
-    shard that `convert` wrote (its stored ids and masks are decoded). Each sample starts with a
-    header line: position, origin, token count and trained-token count. Special tokens are shown
-    by name; trained text is green and the rest dimmed, or, with --plain, trained text is wrapped
-    in [[ ]] and nothing else is added.
+    shard that `convert` wrote, in any --format (its stored ids and masks are decoded; a packed
+    row's samples are shown one by one). Each sample starts with a header line: position,
+    origin (file and line, or shard and row and a packed sample's place in it), token count and
+    trained-token count. Special tokens are shown by name; trained text is green and the rest
+    dimmed, or, with --plain, trained text is wrapped in [[ ]] and nothing else is added.
 
     \b
     Example:
@@ -369,7 +370,8 @@ def note_unused_source_options(ctx: click.Context) -> None:
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @source_options
 @click.option("--max-seq-len", type=click.IntRange(min=1),
-              help="Report samples longer than this many tokens as errors.  [default: lengths not checked]")
+              help="Report samples (in an output folder, rows) longer than this many tokens as errors.  "
+                   "[default: raw lengths not checked]")
 @click.option("--max-error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Pass while at most this share of records (rows) has errors, e.g. 0.01 for 1%.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (for the exit code and the error rate).")
@@ -387,10 +389,13 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
     text, other models' template markers such as <|im_end|>, </s> or [INST]: warnings), the
     samples (longer than --max-seq-len: error; duplicates: warning) and shows statistics.
 
-    An output folder of convert (holding manifest.json) is checked against its manifest:
-    every shard present, its sha256, row and token counts, and every row: equal lengths,
-    ids below the vocabulary size, labels agreeing with loss_mask, one <|begin_of_text|>,
-    trained turns ending with a trained <|eot_id|>, no trained header.
+    An output folder of convert (holding manifest.json), in any --format it writes, is
+    checked against its manifest: every file of every shard present, its sha256, the row,
+    sample and token counts, and every row: equal lengths, ids below the vocabulary size,
+    labels agreeing with loss_mask, packed rows' seq_lens and position_ids, and in each
+    sample one untrained <|begin_of_text|>, trained turns ending with a trained <|eot_id|>
+    (unless truncate-tokens cut the sample there), no trained header, lengths within the
+    run's --max-seq-len and --pack.
 
     Exit code 0 when clean, 1 when errors are found, 2 on bad usage. Warnings change the
     exit code only with --strict.
@@ -467,7 +472,7 @@ def stats_rows(stats: dict) -> list[tuple[str, str]]:
 
     labels = {"format": "format", "samples": "samples", "rows": "rows",
               "turns_per_conversation": "turns per conversation", "tokens_per_sample": "tokens per sample",
-              "tokens": "tokens", "trained_tokens": "trained tokens"}
+              "tokens_per_row": "tokens per row", "tokens": "tokens", "trained_tokens": "trained tokens"}
     rows = []
     for key, label in labels.items():
         value = stats.get(key)

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from sftconv.cli import main
-from sftconv.writers.parquet import SCHEMA
+from sftconv.writers.arrow import arrow_schema
 
 from .conftest import write_jsonl
 from .validate_support import counts, examples, run
@@ -60,7 +60,7 @@ def rewrite(folder: Path, name: str, row: int, change) -> None:
     path = folder / name
     rows = pq.read_table(path).to_pylist()
     change(rows[row])
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(packed=False)), path)
     reseal(folder)
 
 
@@ -68,8 +68,10 @@ def reseal(folder: Path) -> None:
     """Make the manifest agree with the shards as they now are: hashes and token counts."""
     data = manifest(folder)
     for shard in data["shards"]:
-        table = pq.read_table(folder / shard["file"])
-        shard["sha256"] = hashlib.sha256((folder / shard["file"]).read_bytes()).hexdigest()
+        [entry] = shard["files"]
+        table = pq.read_table(folder / entry["file"])
+        entry["sha256"] = hashlib.sha256((folder / entry["file"]).read_bytes()).hexdigest()
+        entry["bytes"] = (folder / entry["file"]).stat().st_size
         shard["tokens"] = sum(map(len, table.column("input_ids").to_pylist()))
         shard["trained_tokens"] = sum(map(sum, table.column("loss_mask").to_pylist()))
     data["counts"]["tokens"] = sum(s["tokens"] for s in data["shards"])
@@ -104,7 +106,7 @@ def test_flipped_label_without_resealing_also_breaks_the_hash(out):
     path = out / "shard-00000.parquet"
     rows = pq.read_table(path).to_pylist()
     rows[0]["labels"][first_trained(rows[0])] += 1
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(packed=False)), path)
     assert counts(run(out)[1]) == {"label_mismatch": 1, "sha256_mismatch": 1}
 
 
@@ -138,14 +140,15 @@ def test_shard_of_another_schema(out):
 
 def reseal_hash_only(folder: Path, name: str) -> None:
     data = manifest(folder)
-    shard = next(s for s in data["shards"] if s["file"] == name)
-    shard["sha256"] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    entry = next(f for s in data["shards"] for f in s["files"] if f["file"] == name)
+    entry["sha256"] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    entry["bytes"] = (folder / name).stat().st_size
     save_manifest(folder, data)
 
 
 def test_wrong_sha256(out):
     data = manifest(out)
-    data["shards"][2]["sha256"] = "0" * 64
+    data["shards"][2]["files"][0]["sha256"] = "0" * 64
     save_manifest(out, data)
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"sha256_mismatch": 1}

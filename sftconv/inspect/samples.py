@@ -1,19 +1,20 @@
 """Where inspect's samples come from: raw files rendered by convert's own pipeline, or stored shards decoded.
 
-Positions count samples, not records: rejected records are skipped, so `--index 5` on a raw file and
-on the folder `convert` wrote from it show the same sample. `--sample` draws with the same reservoir
-algorithm on both, so the same seed picks the same positions.
+Positions count samples, not records or rows: rejected records are skipped and a packed row's samples
+count one by one, so `--index 5` on a raw file and on the unpacked folder `convert` wrote from it, in
+any format, show the same sample. `--sample` draws with the same reservoir algorithm on both, so the
+same seed picks the same positions. (Packing reorders samples, so a packed output's positions follow
+its rows, not the input.)
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import math
 import random
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ from ..conversation import Location, Rejected
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
 from ..template import Encoded
 from ..tokenizer import DEFAULT_TOKENIZER_NAME, Tokenizer
+from ..validate.formats import SHARD_READERS, ShardReadError, TokenBatch
+from ..validate.shards import ManifestError, load_manifest
 from ..writers import MANIFEST_FILE
 
-STORED_COLUMNS = ["input_ids", "loss_mask"]  # of the shards `convert` writes (writers/parquet.py)
+STORED_COLUMNS = ["input_ids", "loss_mask"]  # of the Parquet shards `convert` writes (writers/arrow.py)
 
 
 class InspectError(Exception):
@@ -44,10 +47,19 @@ class SampleIndexError(InspectError):
 
 @dataclass(frozen=True, slots=True)
 class Shown:
-    """A sample picked for display and its 0-based position among the input's samples."""
+    """A sample picked for display, its 0-based position among the input's samples, and its place in a packed row."""
 
     index: int
     sample: Encoded
+    place: int | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the sample is: `file:line`, `shard[row N]`, or `shard[row N, sample K]` in a packed row."""
+        location = self.sample.location
+        if self.place is None:
+            return str(location)
+        return f"{location.source}[row {location.row}, sample {self.place}]"
 
 
 def uniform(rng: random.Random) -> float:
@@ -163,86 +175,121 @@ class RawSamples:
 
 
 @dataclass(frozen=True, slots=True)
-class RowGroup:
-    """One Parquet row group of a shard and the position of its first row among all samples."""
+class StoredShard:
+    """One shard's files and how many samples it holds."""
 
-    path: Path
-    group: int
-    start: int
-    first_row: int  # within its shard
+    files: tuple[Path, ...]
+    samples: int
+
+
+@dataclass(frozen=True)
+class Stored:
+    """Shards of one convert output that an input names, the folder they sit in and its manifest (None if lost)."""
+
+    folder: Path
+    manifest: dict | None
+    shards: list[StoredShard]
+    format: str
+    packed: bool
 
 
 class StoredSamples:
-    """The samples in convert's shards, decoded; read one row group at a time, never a whole file."""
+    """The samples in convert's shards, of any output format, decoded a batch of rows at a time, never a whole file.
 
-    def __init__(self, shards: list[Path], tokenizer: Tokenizer, name: str, rejected: int = 0):
+    A packed row's samples are shown one by one, so positions count samples as in raw input, in the
+    order packing laid them out. Shards are read through validate's readers, one per format.
+    """
+
+    def __init__(self, stored: Stored, tokenizer: Tokenizer, name: str, rejected: int = 0):
+        self.stored = stored
+        self.reader = SHARD_READERS[stored.format](packed=stored.packed)
         self.tokenizer = tokenizer
         self.name = name
         self.rejected = rejected  # records convert did not write (its rejects.jsonl), where known
-        self.groups: list[RowGroup] = []
-        start = 0
-        for path in shards:
-            metadata = pq.read_metadata(path)
-            first_row = 0
-            for group in range(metadata.num_row_groups):
-                self.groups.append(RowGroup(path, group, start, first_row))
-                rows = metadata.row_group(group).num_rows
-                start += rows
-                first_row += rows
-        self.total = start
-        self._starts = [g.start for g in self.groups]
+        self._starts = [0]
+        for shard in stored.shards:
+            self._starts.append(self._starts[-1] + shard.samples)
+        self.total = self._starts.pop()
 
-    def _read(self, group: RowGroup, columns: list[str]):
-        return pq.ParquetFile(group.path).read_row_group(group.group, columns=columns)
+    def _batches(self, shard: StoredShard) -> Iterator[TokenBatch]:
+        """The shard's rows a batch at a time; a shard that cannot be read is an InspectError naming the file."""
+        try:
+            yield from self.reader.batches(list(shard.files))
+        except ShardReadError as error:
+            raise InspectError(f"{error.path or shard.files[0]}: {error}; `sftconv validate {self.stored.folder}` "
+                               "checks every shard") from error
 
-    def _decode(self, group: RowGroup) -> list[Encoded]:
-        """A row group's samples, each located at its shard and row."""
-        table = self._read(group, STORED_COLUMNS)
-        return [Encoded(ids, mask, Location(str(group.path), row=group.first_row + i))
-                for i, (ids, mask) in enumerate(zip(table.column("input_ids").to_pylist(),
-                                                    table.column("loss_mask").to_pylist()))]
+    def _split(self, batch: TokenBatch, shard: StoredShard) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch's samples: bounds, rows and places in their rows (see `TokenBatch.samples`)."""
+        try:
+            return batch.samples()
+        except ShardReadError as error:
+            raise InspectError(f"{self.reader.main_file(list(shard.files))}: {error}; "
+                               f"`sftconv validate {self.stored.folder}` says more") from error
 
     def at(self, indices: list[int]) -> list[Shown]:
-        """The samples at these positions, in the order asked, reading only their row groups."""
+        """The samples at these positions, in the order asked, reading only their shards, each up to the last one.
+
+        Only the wanted samples are decoded; the rows before them are read, not turned into lists.
+        """
         for index in indices:
             if index >= self.total:
                 raise SampleIndexError(index, self.total)
-        decoded: dict[int, list[Encoded]] = {}
-        shown = []
+        wanted = sorted(set(indices))
+        found: dict[int, Shown] = {}
+        for number in sorted({bisect_right(self._starts, index) - 1 for index in wanted}):
+            shard = self.stored.shards[number]
+            main = str(self.reader.main_file(list(shard.files)))
+            position = self._starts[number]
+            last = wanted[bisect_left(wanted, position + shard.samples) - 1]
+            for batch in self._batches(shard):
+                offsets, rows, places = self._split(batch, shard)
+                end = position + len(rows)
+                for index in wanted[bisect_left(wanted, position):bisect_left(wanted, end)]:
+                    sample = index - position
+                    start, stop = offsets[sample], offsets[sample + 1]
+                    encoded = Encoded(batch.input_ids.values[start:stop].tolist(),
+                                      batch.loss_mask.values[start:stop].tolist(),
+                                      Location(main, row=batch.first_row + int(rows[sample])))
+                    found[index] = Shown(index, encoded, int(places[sample]) if self.stored.packed else None)
+                position = end
+                if position > last:
+                    break
         for index in indices:
-            number = bisect_right(self._starts, index) - 1
-            if number not in decoded:
-                decoded[number] = self._decode(self.groups[number])
-            shown.append(Shown(index, decoded[number][index - self.groups[number].start]))
-        return shown
+            if index not in found:
+                raise InspectError(f"sample {index} is not in the shards, though the manifest counts it; "
+                                   f"`sftconv validate {self.stored.folder}` says what is wrong")
+        return [found[index] for index in indices]
 
     def head(self, count: int) -> list[Shown]:
         return self.at(list(range(min(count, self.total))))
 
     def sample(self, k: int, seed: int) -> list[Shown]:
-        """The same positions `RawSamples.sample` keeps, found from the row count without reading rows."""
+        """The same positions `RawSamples.sample` keeps, found from the sample count without reading rows."""
         return self.at(sample_positions(self.total, k, seed))
 
     def sizes(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(token counts, trained-token counts) per row group, from the loss masks alone."""
-        for group in self.groups:
-            masks = self._read(group, ["loss_mask"]).column("loss_mask").combine_chunks()
-            lengths = masks.value_lengths().to_numpy(zero_copy_only=False).astype(np.int64)
-            values = masks.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-            ends = np.cumsum(lengths)
-            totals = np.concatenate(([0], np.cumsum(values)))
-            yield lengths, totals[ends] - totals[ends - lengths]
+        """(token counts, trained-token counts) of every sample, a batch of rows at a time."""
+        for shard in self.stored.shards:
+            for batch in self._batches(shard):
+                offsets = self._split(batch, shard)[0]
+                trained = np.concatenate([[0], np.cumsum(batch.loss_mask.values, dtype=np.int64)])
+                yield np.diff(offsets), trained[offsets[1:]] - trained[offsets[:-1]]
 
 
 def read_manifest(folder: Path) -> dict | None:
-    """A convert output's manifest, or None where the folder has none."""
+    """A convert output's manifest, checked as validate checks it, or None where the folder has none."""
     path = folder / MANIFEST_FILE
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise InspectError(f"{path}: not a readable manifest ({error})") from error
+        manifest = load_manifest(path)
+    except ManifestError as error:
+        raise InspectError(f"{path}: {error}") from error
+    if manifest["format"] not in SHARD_READERS:
+        raise InspectError(f"{path}: format {manifest['format']!r} is not one inspect reads "
+                           f"({', '.join(SHARD_READERS)})")
+    return manifest
 
 
 def is_shard(path: Path) -> bool:
@@ -256,23 +303,54 @@ def is_shard(path: Path) -> bool:
     return all(column in names for column in STORED_COLUMNS)
 
 
-def stored_shards(item: str) -> tuple[list[Path], Path] | None:
-    """The shards an input names and the folder they sit in, or None if it is raw data."""
+def from_manifest(folder: Path, manifest: dict, names: set[str] | None = None) -> Stored:
+    """The shards the manifest lists (only those with a file in `names`, if given), checked to be there."""
+    shards = []
+    for shard in manifest["shards"]:
+        files = tuple(folder / entry["file"] for entry in shard["files"])
+        if names is not None and not names.intersection(f.name for f in files):
+            continue
+        for path in files:
+            if not path.is_file():
+                raise InspectError(f"{path} is listed in {folder / MANIFEST_FILE} but missing")
+        shards.append(StoredShard(files, shard["samples"]))
+    return Stored(folder, manifest, shards, manifest["format"], manifest["packing"] is not None)
+
+
+def parquet_without_manifest(paths: list[Path], folder: Path) -> Stored | None:
+    """Parquet shards whose manifest is gone: packed if they have `seq_lens`; None unless all are convert's."""
+    if not paths or not all(map(is_shard, paths)):
+        return None
+    packed = "seq_lens" in pq.read_schema(paths[0]).names
+    shards = []
+    for path in paths:
+        if packed:
+            samples = len(pq.read_table(path, columns=["seq_lens"]).column(0).combine_chunks().flatten())
+        else:
+            samples = pq.read_metadata(path).num_rows
+        shards.append(StoredShard((path,), samples))
+    return Stored(folder, None, shards, "parquet", packed)
+
+
+def stored_shards(item: str) -> Stored | None:
+    """The stored shards an input names (a folder convert wrote, or some of its shard files), or None if raw data."""
     path = Path(item)
     if path.is_dir():
         manifest = read_manifest(path)
         if manifest is None:
-            shards = sorted(path.glob("shard-*.parquet"))
-            return (shards, path) if shards and all(map(is_shard, shards)) else None
-        shards = [path / shard["file"] for shard in manifest.get("shards", [])]
-        for shard in shards:
-            if not shard.is_file():
-                raise InspectError(f"{shard} is listed in {path / MANIFEST_FILE} but missing")
-        return shards, path
+            return parquet_without_manifest(sorted(path.glob("shard-*.parquet")), path)
+        return from_manifest(path, manifest)
     matches = [Path(m) for m in sorted(glob.glob(item))] if glob.has_magic(item) else [path]
-    if matches and all(is_shard(m) for m in matches):
-        return matches, matches[0].parent
-    return None
+    if not matches or not all(m.is_file() for m in matches) or len({m.parent for m in matches}) > 1:
+        return None
+    folder = matches[0].parent
+    # Only convert's own file names send us to a manifest: raw data may sit beside another tool's.
+    manifest = read_manifest(folder) if all(m.name.startswith("shard-") for m in matches) else None
+    if manifest is None:
+        return parquet_without_manifest(matches, folder)
+    stored = from_manifest(folder, manifest, {m.name for m in matches})
+    listed = {f.name for shard in stored.shards for f in shard.files}
+    return stored if all(m.name in listed for m in matches) else None
 
 
 def stored_tokenizer(manifest: dict | None, given: str | None, where: Path) -> Tokenizer:
@@ -307,14 +385,13 @@ def open_samples(inputs: list[str], options: SourceOptions) -> RawSamples | Stor
     if not all(stored):
         raw = ", ".join(item for item, found in zip(inputs, stored) if not found)
         raise InspectError(f"cannot mix convert outputs with raw files ({raw}); inspect them one kind at a time")
-    folders = {folder for _, folder in stored}
+    folders = {found.folder for found in stored}
     if len(folders) > 1:
         raise InspectError(f"shards from more than one output ({', '.join(map(str, sorted(folders)))}); "
                            "inspect one output at a time")
-    folder = folders.pop()
-    manifest = read_manifest(folder)
-    shards = list(dict.fromkeys(shard for found, _ in stored for shard in found))
-    tokenizer = stored_tokenizer(manifest, options.tokenizer, folder)
-    whole_output = manifest is not None and any(Path(item).is_dir() for item in inputs)
-    rejected = manifest.get("counts", {}).get("rejected", 0) if whole_output else 0  # unknown per shard
-    return StoredSamples(shards, tokenizer, ", ".join(inputs), rejected)
+    first = stored[0]
+    shards = list(dict.fromkeys(shard for found in stored for shard in found.shards))
+    tokenizer = stored_tokenizer(first.manifest, options.tokenizer, first.folder)
+    whole_output = first.manifest is not None and any(Path(item).is_dir() for item in inputs)
+    rejected = first.manifest["counts"]["rejected"] if whole_output else 0  # unknown per shard
+    return StoredSamples(replace(first, shards=shards), tokenizer, ", ".join(inputs), rejected)

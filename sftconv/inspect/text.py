@@ -28,7 +28,7 @@ def header(shown: Shown) -> str:
     sample = shown.sample
     tokens, trained = len(sample.input_ids), sample.trained_tokens
     share = trained / tokens if tokens else 0.0
-    return (f"=== sample {shown.index} · {sample.location} · {tokens:,} tokens · "
+    return (f"=== sample {shown.index} · {shown.where} · {tokens:,} tokens · "
             f"{trained:,} trained ({share:.1%})")
 
 

@@ -33,11 +33,15 @@ TOKEN_COUNT_MISMATCH = "token_count_mismatch"
 COUNTS_MISMATCH = "counts_mismatch"
 REJECTS_MISMATCH = "rejects_mismatch"
 UNLISTED_SHARD = "unlisted_shard"  # warning: a loader globbing the folder would read it too
+SIDE_FILE_MISMATCH = "side_file_mismatch"  # a file loaders read beside the shards (hf's state.json) disagrees
 
 # Finished shards: one row.
 LENGTH_MISMATCH = "length_mismatch"
 ID_OUT_OF_RANGE = "id_out_of_range"
 LABEL_MISMATCH = "label_mismatch"
+BAD_LOSS_MASK = "bad_loss_mask"  # a loss_mask value other than 0 and 1
+BAD_SEQ_LENS = "bad_seq_lens"  # a packed row's seq_lens do not split it into samples
+BAD_POSITION_IDS = "bad_position_ids"  # a packed row's position_ids do not restart at 0 with each sample
 BAD_BOS = "bad_bos"
 UNTRAINED_EOT = "untrained_eot"
 TRAINED_HEADER = "trained_header"

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from math import ceil
 
+import numpy as np
+
 from .. import __version__
 from ..conversation import Location
 from .codes import ERROR, WARNING, severity
@@ -65,6 +67,14 @@ class Distribution:
         self.counts[value] += 1
         self.n += 1
         self.total += value
+
+    def add_all(self, values) -> None:
+        """Add every value of an integer array at once."""
+        distinct, counts = np.unique(np.asarray(values, dtype=np.int64), return_counts=True)
+        for value, count in zip(distinct.tolist(), counts.tolist()):
+            self.counts[value] += count
+        self.n += len(values)
+        self.total += int(np.asarray(values, dtype=np.int64).sum())
 
     def percentile(self, p: float) -> int | None:
         if not self.n:
