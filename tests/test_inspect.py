@@ -178,7 +178,7 @@ def test_index_past_the_end_and_rejected_records_are_explained(tmp_path):
     result = inspect(EXAMPLES, "--head", 20)
     assert len(bodies(result.stdout)) == 11
     assert result.stderr == ("note: 3 rejected records were skipped (positions count samples only); the first: "
-                             f"{EXAMPLES}:12: no_trained_tokens: no token is trained under --train-on assistant\n")
+                             f"{EXAMPLES}:12: no_assistant_turn: no assistant turn, so nothing to learn from\n")
 
 
 def test_stored_output_notes_options_that_do_not_apply(tmp_path):
