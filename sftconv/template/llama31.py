@@ -158,8 +158,10 @@ class Llama31Template(Llama3Template):
                 raise RecordError(NO_USER_TURN, "the function definitions go in the first user message and there is "
                                                 "none; pass --tools-in system")
         end = self.tokenizer.eom_id if tools.builtin else self.tokenizer.eot_id
+        first_turn = 1 if system is None else 2  # turns are numbered as in the record, the system prompt first
         for index, (message, trained) in enumerate(zip(messages, flags)):
-            plan += self._turn(message, trained, tools, end, functions if index == first_user else "")
+            prefix = functions if index == first_user else ""
+            plan += self._turn(message, trained, tools, end, prefix, f"turn {first_turn + index}")
         return plan
 
     def _flags(self, messages: tuple[Message, ...]) -> list[bool]:
@@ -186,7 +188,7 @@ class Llama31Template(Llama3Template):
         lead = FUNCTIONS_IN_USER if self.tools_in is ToolPlacement.USER else FUNCTIONS_IN_SYSTEM
         return lead + "".join(json.dumps(f, ensure_ascii=False, indent=4) + "\n\n" for f in tools.functions)
 
-    def _turn(self, message: Message, trained: bool, tools: Toolbox, call_end: int, prefix: str) -> Plan:
+    def _turn(self, message: Message, trained: bool, tools: Toolbox, call_end: int, prefix: str, where: str) -> Plan:
         """One message's pieces: header, content (after the definitions, for the first user message), calls, end."""
         if message.role == TOOL:
             return [(self.header_ids(IPYTHON), False), (message.content, False), ([self.tokenizer.eot_id], False)]
@@ -199,6 +201,6 @@ class Llama31Template(Llama3Template):
         for call in message.tool_calls:
             if tools.builtin_of(call) is not None:
                 plan.append(([self.tokenizer.special_tokens["<|python_tag|>"]], trained))
-            plan.append((tools.call_text(call), trained))
+            plan.append((tools.call_text(call, where), trained))
         plan.append(([call_end if message.tool_calls else self.tokenizer.eot_id], trained))
         return plan

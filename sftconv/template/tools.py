@@ -72,8 +72,8 @@ class Toolbox:
         """The name of the tool a call is to, as the definitions would name it."""
         return self.builtin_of(call) or call.name
 
-    def call_text(self, call: ToolCall) -> str:
-        """The text a call renders as, after `<|python_tag|>` for a built-in tool.
+    def call_text(self, call: ToolCall, where: str) -> str:
+        """The text a call renders as, after `<|python_tag|>` for a built-in tool; `where` names its turn for errors.
 
         - code interpreter: the code itself (arguments given as code, or as `{"code": ...}`);
         - brave_search, wolfram_alpha: `brave_search.call(query="...")`, one `name="value"` per argument;
@@ -86,18 +86,18 @@ class Toolbox:
         if tool == CODE_INTERPRETER:
             code = arguments.get("code") if isinstance(arguments, dict) else arguments
             if not isinstance(code, str):
-                raise RecordError(INVALID_TOOL_ARGUMENTS, f"the {call.name} call has no code: its arguments are "
+                raise RecordError(INVALID_TOOL_ARGUMENTS, f"{where}: the {call.name} call has no code: its arguments are "
                                                           "neither code nor an object with a 'code' string")
             return code
         if not isinstance(arguments, dict):
             hint = (" (code for the code interpreter? define {\"type\": \"code_interpreter\"} in the record's tools)"
                     if call.name == PYTHON else "")
-            raise RecordError(INVALID_TOOL_ARGUMENTS, f"the arguments of the {call.name} call are not a JSON object: "
-                                                      f"{arguments[:60]!r}{hint}")
+            raise RecordError(INVALID_TOOL_ARGUMENTS, f"{where}: the arguments of the {call.name} call are not a JSON "
+                                                      f"object: {arguments[:60]!r}{hint}")
         if tool is None:
             return json.dumps({"name": call.name, "parameters": arguments}, ensure_ascii=False)
         if not all(isinstance(value, str) for value in arguments.values()):
-            raise RecordError(INVALID_TOOL_ARGUMENTS, f"the arguments of the {tool} call must be strings, "
+            raise RecordError(INVALID_TOOL_ARGUMENTS, f"{where}: the arguments of the {tool} call must be strings, "
                                                       f"found {json.dumps(arguments, ensure_ascii=False)[:60]}")
         pairs = ", ".join(f'{key}="{value}"' for key, value in arguments.items())
         return f"{tool}.call({pairs})"
