@@ -198,7 +198,8 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
             on_error, overwrite, quiet, **source):
     """Convert chat records (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into tokenized shards.
 
-    Each record becomes one sample in the Llama 3 Instruct format: `input_ids`, `labels`
+    Each record becomes one sample in the Llama 3 Instruct format (or, with --template
+    llama3.1, the Llama 3.1 format with tool calls and results): `input_ids`, `labels`
     (the id where trained, -100 elsewhere) and `loss_mask` (1 = trained). Bad records are
     written to OUTPUT/rejects.jsonl with their file, line and reason; the counts always add up:
     read = written + rejected + dropped. Exit code 0 on success, 1 on failure, 2 on bad usage.
@@ -221,6 +222,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         sftconv convert data.jsonl -o out/ --format megatron --pack 4096 --shard-size 1GB
         sftconv convert logs.json.gz -o out/ --messages-field dialog --role-field speaker \\
             --content-field text --role-alias bot=assistant --system "You are helpful."
+        sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
     """
     from .pipeline import ConvertError, ConvertOptions
     from .pipeline import convert as run_convert
@@ -411,7 +413,9 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
     record convert would reject is an error with its reason code, file and line. On top,
     validate checks the text (lone surrogates: error; control characters, Llama 3 special-token
     text, other models' template markers such as <|im_end|>, </s> or [INST]: warnings), the
-    samples (longer than --max-seq-len: error; duplicates: warning) and shows statistics.
+    tool turns (a call with no result, a result with no call, a call to a function the record
+    does not define: warnings; arguments that do not fit their tool: error), the samples
+    (longer than --max-seq-len: error; duplicates: warning) and shows statistics.
 
     An output folder of convert (holding manifest.json) is checked against its manifest:
     every shard present, its sha256, row and token counts, and every row: equal lengths,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sftconv.conversation import Message, RecordError, ToolCall
-from sftconv.shapes import OpenAIShape, ShareGPTShape, TurnRules
+from sftconv.shapes import FieldMapping, OpenAIShape, ShareGPTShape, TurnRules
 from sftconv.shapes.tools import arguments
 
 S, U, A, T = "system", "user", "assistant", "tool"
@@ -156,3 +156,10 @@ def test_turn_rules_around_tool_turns():
     assert reason == "consecutive_same_role" and "turn 2 calls tools but no result follows it" in detail
     merged = TurnRules(merge_consecutive=True)((Message(U, "q"), Message(A, "Let me see."), call, Message(T, "r")))
     assert merged == (Message(U, "q"), Message(A, "Let me see.\n\n", None, call.tool_calls), Message(T, "r"))
+
+
+def test_the_tools_field_can_be_mapped():
+    mapping = FieldMapping(tools="available_functions")
+    record = mapping.apply({"messages": [], "available_functions": [WEATHER]}, OpenAIShape.fields)
+    assert OpenAIShape().tools(record) == (WEATHER,)
+    assert mapping.to_json() == {"tools": "available_functions"}

@@ -6,6 +6,7 @@ import datetime
 import json
 import re
 import time
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -155,6 +156,16 @@ def test_inspect_shows_tool_turns(tmp_path):
     assert table.exit_code == 0
     assert re.search(r"^ *\d+ +128010 +128010 +<\|python_tag\|>$", table.stdout, re.M)
     assert re.search(r"^ *\d+ +128008 +128008 +<\|eom_id\|>$", table.stdout, re.M)
+
+
+def test_the_tool_example_converts_as_the_readme_shows(tmp_path, monkeypatch):
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    result = convert("examples/tool_calls.jsonl", "-o", tmp_path / "out", "--template", "llama3.1")
+    assert result.exit_code == 0, result.output
+    counts = json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]
+    assert (counts["read"], counts["written"], counts["rejected_by_reason"]) == (5, 4, {"invalid_tool_arguments": 1})
+    assert result.stdout.replace(str(tmp_path / "out"), "out/") in (root / "README.md").read_text()
 
 
 def test_truncation_may_end_after_a_trained_tool_call(tokenizer):
