@@ -205,7 +205,7 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
 
 @dataclass(frozen=True)
 class InputShape:
-    """How one input's records become conversations: the user's field names renamed, the shape, then the turn rules."""
+    """How one input's records become conversations: field names renamed, the shape, then the turn rules."""
 
     shape: Shape
     mapping: FieldMapping

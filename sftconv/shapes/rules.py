@@ -33,8 +33,9 @@ class TurnRules:
     the record's own; a system turn anywhere but first is rejected (`system_not_first`); two turns of
     the same role in a row are rejected (`consecutive_same_role`) or, with `merge_consecutive`,
     joined by a blank line (tool results may follow each other, one per parallel call; a turn that
-    calls tools is never joined to the next, whose text would come before the calls); the first turn after the system prompt must be the user's
-    (`assistant_before_user`); and there must be an assistant turn (`no_assistant_turn`).
+    calls tools is never joined to the next, whose text would come before the calls); the first
+    turn after the system prompt must be the user's (`assistant_before_user`); and there must be an
+    assistant turn (`no_assistant_turn`).
     A conversation may end with a user turn: it is context, and is never trained.
 
     Args:

@@ -178,8 +178,9 @@ class Llama31Template(Llama3Template):
     def _system_lines(self, tools: Toolbox) -> str:
         """The lines the system turn starts with: environment, built-in tools, knowledge cutoff and date."""
         named = [name for name in tools.builtin if name != CODE_INTERPRETER]
-        return ("Environment: ipython\n" if tools.builtin or tools.functions else "") + (
-            f"Tools: {', '.join(named)}\n\n" if named else "") + KNOWLEDGE_CUTOFF + f"Today Date: {self.date_string}\n\n"
+        environment = "Environment: ipython\n" if tools.builtin or tools.functions else ""
+        builtin = f"Tools: {', '.join(named)}\n\n" if named else ""
+        return environment + builtin + KNOWLEDGE_CUTOFF + f"Today Date: {self.date_string}\n\n"
 
     def _functions(self, tools: Toolbox) -> str:
         """The call-format instruction and the function definitions, or "" when there are none."""

@@ -86,8 +86,8 @@ class Toolbox:
         if tool == CODE_INTERPRETER:
             code = arguments.get("code") if isinstance(arguments, dict) else arguments
             if not isinstance(code, str):
-                raise RecordError(INVALID_TOOL_ARGUMENTS, f"{where}: the {call.name} call has no code: its arguments are "
-                                                          "neither code nor an object with a 'code' string")
+                raise RecordError(INVALID_TOOL_ARGUMENTS, f"{where}: the {call.name} call has no code: its arguments "
+                                                          "are neither code nor an object with a 'code' string")
             return code
         if not isinstance(arguments, dict):
             hint = (" (code for the code interpreter? define {\"type\": \"code_interpreter\"} in the record's tools)"
