@@ -68,6 +68,7 @@ FUNCTIONS_IN_SYSTEM = ("You have access to the following functions. To call a fu
 
 # A planned sample: pieces in order, each text to encode or ids as they are, and whether it is trained.
 Plan = list[tuple[str | list[int], bool]]
+GENERATED_KEPT = 4096  # tool sets whose system lines and definitions are kept encoded (records often share one)
 
 
 class ToolPlacement(str, Enum):
@@ -103,6 +104,7 @@ class Llama31Template(Llama3Template):
         self.date_string = date_string
         self.tools_in = ToolPlacement(tools_in)
         self.train_tool_calls = train_tool_calls
+        self._generated: dict[str, tuple[list[int], list[int]]] = {}
 
     def render_batch(self, conversations: list[Conversation]) -> list[Encoded | RecordError]:
         """Many conversations, their texts tokenized in one batch; a failure takes its sample's place."""
@@ -144,15 +146,15 @@ class Llama31Template(Llama3Template):
         if messages and messages[0].role == SYSTEM:
             system, system_trained = messages[0], flags[0]
             messages, flags = messages[1:], flags[1:]
-        functions = self._functions(tools)
+        system_lines, definitions = self._generated_ids(tools)
         plan: Plan = [([self.tokenizer.bos_id], False),
                       (self.header_ids(SYSTEM), system_trained and self.policy is MaskPolicy.ALL),
-                      (self._system_lines(tools) + (functions if self.tools_in is ToolPlacement.SYSTEM else ""), False)]
+                      (system_lines, False)]
         if system is not None:
             plan.append((system.content.strip(), system_trained))
         plan.append(([self.tokenizer.eot_id], system_trained))
         first_user = None
-        if functions and self.tools_in is ToolPlacement.USER:
+        if definitions:
             first_user = next((i for i, m in enumerate(messages) if m.role == USER), None)
             if first_user is None:
                 raise RecordError(NO_USER_TURN, "the function definitions go in the first user message and there is "
@@ -160,7 +162,7 @@ class Llama31Template(Llama3Template):
         end = self.tokenizer.eom_id if tools.builtin else self.tokenizer.eot_id
         first_turn = 1 if system is None else 2  # turns are numbered as in the record, the system prompt first
         for index, (message, trained) in enumerate(zip(messages, flags)):
-            prefix = functions if index == first_user else ""
+            prefix = definitions if index == first_user else []
             plan += self._turn(message, trained, tools, end, prefix, f"turn {first_turn + index}")
         return plan
 
@@ -174,6 +176,22 @@ class Llama31Template(Llama3Template):
             return flag
 
         return [trained(m, flag) for m, flag in zip(messages, trained_flags(messages, self.policy))]
+
+    def _generated_ids(self, tools: Toolbox) -> tuple[list[int], list[int]]:
+        """Ids of the text added for these tools: system lines (and definitions put there), the user's definitions."""
+        # Each is followed by a trimmed content, which starts a new pre-token after their closing blank line, so
+        # encoding them apart gives the ids of the whole text encoded at once. Records often share their tools.
+        key = json.dumps([tools.builtin, tools.functions], ensure_ascii=False, separators=(",", ":"))
+        ids = self._generated.get(key)
+        if ids is None:
+            functions = self._functions(tools)
+            in_system = self.tools_in is ToolPlacement.SYSTEM
+            ids = (self.tokenizer.encode(self._system_lines(tools) + (functions if in_system else "")),
+                   [] if in_system else self.tokenizer.encode(functions))
+            if len(self._generated) >= GENERATED_KEPT:
+                self._generated.clear()
+            self._generated[key] = ids
+        return ids
 
     def _system_lines(self, tools: Toolbox) -> str:
         """The lines the system turn starts with: environment, built-in tools, knowledge cutoff and date."""
@@ -189,7 +207,8 @@ class Llama31Template(Llama3Template):
         lead = FUNCTIONS_IN_USER if self.tools_in is ToolPlacement.USER else FUNCTIONS_IN_SYSTEM
         return lead + "".join(json.dumps(f, ensure_ascii=False, indent=4) + "\n\n" for f in tools.functions)
 
-    def _turn(self, message: Message, trained: bool, tools: Toolbox, call_end: int, prefix: str, where: str) -> Plan:
+    def _turn(self, message: Message, trained: bool, tools: Toolbox, call_end: int, prefix: list[int],
+              where: str) -> Plan:
         """One message's pieces: header, content (after the definitions, for the first user message), calls, end."""
         if message.role == TOOL:
             return [(self.header_ids(IPYTHON), False), (message.content, False), ([self.tokenizer.eot_id], False)]
