@@ -12,7 +12,7 @@ from .lengths import Overflow
 from .packing import DEFAULT_WINDOW
 from .shapes import AUTO, SHAPES, FieldMapping, MappingError
 from .shapes.turns import ALIAS_TARGETS
-from .template.llama3 import MaskPolicy
+from .template import TEMPLATES, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # The keys of sftconv.writers.WRITERS (a test keeps them equal), named here so --help need not import pyarrow.
@@ -38,6 +38,7 @@ MAPPING_FLAGS = {
     "completion": "its completion [completion, response]",
     "history": "earlier [question, answer] pairs [history]",
     "transcript": "one string holding a whole Human:/Assistant: chat [transcript]",
+    "tools": "the tool definitions, a list or its JSON text [tools, functions]",
 }
 SHOWN_SHAPES = 20  # inputs listed one by one in the summary; the manifest lists all
 
@@ -68,8 +69,10 @@ def source_options(command):
         *(click.option(f"--{key}-field", f"{key}_field", metavar="NAME", help=f"Your field for {text}.")
           for key, text in MAPPING_FLAGS.items()),
         click.option("--role-alias", "role_aliases", multiple=True, metavar="NAME=ROLE", callback=parse_role_aliases,
-                     help="Read role NAME as ROLE (system, user, assistant, tool); repeatable. Built in: "
-                          "human=user, gpt/model/bot=assistant, developer=system."),
+                     help="Read role NAME as ROLE (system, user, assistant, tool: a tool's result, tool_call: "
+                          "a turn holding a call as JSON text); repeatable. Built in: human=user, "
+                          "gpt/model/bot=assistant, developer=system, function/observation/ipython=tool, "
+                          "function_call=tool_call."),
         click.option("--system", "system_prompt", metavar="TEXT",
                      help="A system prompt for every conversation that has none."),
         click.option("--replace-system", is_flag=True,
@@ -86,6 +89,19 @@ def source_options(command):
                      default=MaskPolicy.ASSISTANT.value, show_default=True,
                      help="Tokens that count toward the loss: every assistant answer, the last one only, or "
                           "all but the BOS. A message's own `weight`/`train` field overrides this."),
+        click.option("--template", type=click.Choice(list(TEMPLATES)), default=Llama3Template.name, show_default=True,
+                     help="The chat format. llama3.1 renders tool calls and results (ipython turns) and starts "
+                          "every sample with its system lines (knowledge cutoff, date); llama3 rejects records "
+                          "with tool turns (tool_calls_unsupported)."),
+        click.option("--date-string", metavar="TEXT",
+                     help="llama3.1: the 'Today Date:' of the system turn, fixed so output never depends on the "
+                          f"day it runs.  [default: {Llama31Template.DEFAULT_DATE}]"),
+        click.option("--tools-in", type=click.Choice([p.value for p in ToolPlacement]),
+                     help="llama3.1: put the function definitions in the first user message, as the official "
+                          "template does, or in the system turn.  [default: user]"),
+        click.option("--train-tool-calls/--no-train-tool-calls", default=True, show_default=True,
+                     help="llama3.1: train the assistant turns that call tools. Tool results and definitions "
+                          "are never trained."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -97,10 +113,16 @@ def source_fields(params: dict) -> dict:
 
     Raises:
         click.BadParameter: the mapping file cannot be used.
-        click.UsageError: --replace-system without --system.
+        click.UsageError: --replace-system without --system, or a llama3.1 option with another template.
     """
     if params["replace_system"] and params["system_prompt"] is None:
         raise click.UsageError("--replace-system needs --system TEXT, the prompt to put in place")
+    if params["template"] != Llama31Template.name:
+        given = [flag for flag, unset in (("--date-string", params["date_string"] is None),
+                                          ("--tools-in", params["tools_in"] is None),
+                                          ("--no-train-tool-calls", params["train_tool_calls"])) if not unset]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} only apply to --template llama3.1")
     try:
         mapping = FieldMapping.from_file(params["mapping_file"]) if params["mapping_file"] else FieldMapping()
     except (MappingError, OSError) as error:
@@ -116,6 +138,10 @@ def source_fields(params: dict) -> dict:
         "merge_consecutive": params["merge_consecutive"],
         "drop_empty_turns": params["drop_empty_turns"],
         "train_on": MaskPolicy(params["train_on"]),
+        "template": params["template"],
+        "date_string": params["date_string"] or Llama31Template.DEFAULT_DATE,
+        "tools_in": ToolPlacement(params["tools_in"] or ToolPlacement.USER),
+        "train_tool_calls": params["train_tool_calls"],
     }
 
 
@@ -172,7 +198,8 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
             on_error, overwrite, quiet, **source):
     """Convert chat records (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into tokenized shards.
 
-    Each record becomes one sample in the Llama 3 Instruct format: `input_ids`, `labels`
+    Each record becomes one sample in the Llama 3 Instruct format (or, with --template
+    llama3.1, the Llama 3.1 format with tool calls and results): `input_ids`, `labels`
     (the id where trained, -100 elsewhere) and `loss_mask` (1 = trained). Bad records are
     written to OUTPUT/rejects.jsonl with their file, line and reason; the counts always add up:
     read = written + rejected + dropped. Exit code 0 on success, 1 on failure, 2 on bad usage.
@@ -195,6 +222,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         sftconv convert data.jsonl -o out/ --format megatron --pack 4096 --shard-size 1GB
         sftconv convert logs.json.gz -o out/ --messages-field dialog --role-field speaker \\
             --content-field text --role-alias bot=assistant --system "You are helpful."
+        sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
     """
     from .pipeline import ConvertError, ConvertOptions
     from .pipeline import convert as run_convert
@@ -387,7 +415,9 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
     record convert would reject is an error with its reason code, file and line. On top,
     validate checks the text (lone surrogates: error; control characters, Llama 3 special-token
     text, other models' template markers such as <|im_end|>, </s> or [INST]: warnings), the
-    samples (longer than --max-seq-len: error; duplicates: warning) and shows statistics.
+    tool turns (a call with no result, a result with no call, a call to a function the record
+    does not define: warnings; arguments that do not fit their tool: error), the samples
+    (longer than --max-seq-len: error; duplicates: warning) and shows statistics.
 
     An output folder of convert (holding manifest.json), in any --format it writes, is
     checked against its manifest: every file of every shard present, its sha256, the row,

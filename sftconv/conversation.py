@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
-ROLES = (SYSTEM, USER, ASSISTANT)
+ROLES = (SYSTEM, USER, ASSISTANT)  # the roles of a plain chat
+TOOL = "tool"  # a tool's result, sent back to the model (Llama 3.1 renders it as the `ipython` role)
 
 # Reason codes for rejected records: stable strings that scripts and the rejects file rely on.
 INVALID_JSON = "invalid_json"
@@ -26,6 +27,10 @@ NON_TEXT_CONTENT = "non_text_content"
 BAD_HISTORY = "bad_history"
 BAD_TRANSCRIPT = "bad_transcript"
 TOOL_CALLS_UNSUPPORTED = "tool_calls_unsupported"
+BAD_TOOL_CALL = "bad_tool_call"
+BAD_TOOLS = "bad_tools"
+INVALID_TOOL_ARGUMENTS = "invalid_tool_arguments"
+NO_USER_TURN = "no_user_turn"
 # Role-order rules, checked on every conversation whatever its shape.
 SYSTEM_NOT_FIRST = "system_not_first"
 CONSECUTIVE_SAME_ROLE = "consecutive_same_role"
@@ -53,20 +58,44 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One call an assistant turn makes: `arguments` is a JSON object, or the text the data gave when it is not one."""
+
+    name: str
+    arguments: dict | str
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    """One turn; `train` is the data's own per-message override of the mask policy (None: follow it)."""
+    """One turn; `train` is the data's own per-message override of the mask policy (None: follow it).
+
+    An assistant turn may call tools (`tool_calls`, after its content); a `tool` turn holds one result.
+    """
 
     role: str
     content: str
     train: bool | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Conversation:
-    """The one contract between input and output: ordered messages and their origin."""
+    """The one contract between input and output: ordered messages, their origin, and the tools they may call.
+
+    Each of `tools` is a tool definition in OpenAI's form, into which the shapes put every other form:
+    `{"type": "function", "function": {"name": ..., "description": ..., "parameters": ...}}`, or
+    `{"type": "code_interpreter"}` and the like for a tool that needs no definition.
+    """
 
     messages: tuple[Message, ...]
     location: Location
+    tools: tuple[dict, ...] = ()
+
+    @property
+    def has_tool_turns(self) -> bool:
+        """Whether a turn calls a tool or holds a tool's result."""
+        return any(m.tool_calls or m.role == TOOL for m in self.messages)
 
 
 @dataclass(frozen=True, slots=True)

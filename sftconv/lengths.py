@@ -36,15 +36,16 @@ class LengthStats:
         }
 
 
-def turn_cut(sample: Encoded, limit: int, eot_id: int) -> int:
+def turn_cut(sample: Encoded, limit: int, turn_ends: frozenset[int]) -> int:
     """Length of the longest prefix of whole turns that fits in `limit` and ends with a trained turn; 0 if none.
 
-    Every turn ends with `<|eot_id|>` and content never contains that id (it is encoded as text), so
-    turn ends are exactly the positions of `eot_id`; a turn is trained iff its `<|eot_id|>` is.
+    Every turn ends with `<|eot_id|>`, or in Llama 3.1 with `<|eom_id|>` when it waits for a tool's
+    result, and content never contains those ids (it is encoded as text), so turn ends are exactly
+    the positions of `turn_ends`; a turn is trained iff its end is.
     """
     ids, mask = sample.input_ids, sample.loss_mask
     for i in range(min(limit, len(ids)) - 1, -1, -1):
-        if ids[i] == eot_id and mask[i]:
+        if mask[i] and ids[i] in turn_ends:
             return i + 1
     return 0
 
@@ -54,7 +55,7 @@ class LengthPolicy:
 
     - `drop`: a longer sample is dropped (the pipeline counts it under reason `too_long`).
     - `truncate`: keep the longest prefix of whole turns that fits and ends with a trained turn, so
-      every kept trained turn ends with its `<|eot_id|>`; if none fits, drop.
+      every kept trained turn ends with its `<|eot_id|>` (or `<|eom_id|>`); if none fits, drop.
     - `truncate-tokens`: a hard cut at `max_seq_len` tokens, which can end inside a trained turn
       (the model then never sees that turn's `<|eot_id|>`: unsafe for masks); drop if nothing trained remains.
 
@@ -62,6 +63,7 @@ class LengthPolicy:
         max_seq_len: the most tokens a kept sample may have (at least 1).
         overflow: the rule, `Overflow.DROP` by default.
         eot_id: the `<|eot_id|>` id, which marks turn ends.
+        eom_id: the `<|eom_id|>` id, which ends Llama 3.1 tool-call turns (default None: no such turns).
 
     Raises:
         ValueError: `max_seq_len` is below 1.
@@ -71,12 +73,12 @@ class LengthPolicy:
         >>> kept = policy.fit(sample)  # None when dropped; policy.stats counts both
     """
 
-    def __init__(self, max_seq_len: int, overflow: Overflow = Overflow.DROP, *, eot_id: int):
+    def __init__(self, max_seq_len: int, overflow: Overflow = Overflow.DROP, *, eot_id: int, eom_id: int | None = None):
         if max_seq_len < 1:
             raise ValueError(f"max_seq_len must be at least 1, found {max_seq_len}")
         self.max_seq_len = max_seq_len
         self.overflow = Overflow(overflow)
-        self.eot_id = eot_id
+        self.turn_ends = frozenset({eot_id} if eom_id is None else {eot_id, eom_id})
         self.stats = LengthStats()
 
     def fit(self, sample: Encoded) -> Encoded | None:
@@ -99,7 +101,7 @@ class LengthPolicy:
         if self.overflow is Overflow.DROP:
             return None
         if self.overflow is Overflow.TRUNCATE:
-            end = turn_cut(sample, self.max_seq_len, self.eot_id)
+            end = turn_cut(sample, self.max_seq_len, self.turn_ends)
         else:
             end = self.max_seq_len if any(sample.loss_mask[:self.max_seq_len]) else 0
         if end == 0:

@@ -9,12 +9,12 @@ from itertools import islice
 from pathlib import Path
 
 from . import __version__
-from .conversation import TOO_LONG, Conversation, Message, Record, RecordError, Rejected
+from .conversation import TOO_LONG, Conversation, Record, RecordError, Rejected
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
-from .template import Encoded, Llama3Template, MaskPolicy
+from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
 from .tokenizer import Tokenizer
 from .writers import MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, write_manifest
 
@@ -39,10 +39,25 @@ class SourceOptions:
     merge_consecutive: bool = False
     drop_empty_turns: bool = False
     train_on: MaskPolicy = MaskPolicy.ASSISTANT
+    template: str = Llama3Template.name  # a name in TEMPLATES; the options below apply to llama3.1 only
+    date_string: str = Llama31Template.DEFAULT_DATE
+    tools_in: ToolPlacement = ToolPlacement.USER
+    train_tool_calls: bool = True
+
+    def __post_init__(self) -> None:
+        if self.template not in TEMPLATES:
+            raise ValueError(f"unknown template {self.template!r} (expected one of {', '.join(TEMPLATES)})")
 
     def rules(self) -> TurnRules:
         return TurnRules(system=self.system, replace_system=self.replace_system,
                          merge_consecutive=self.merge_consecutive, drop_empty_turns=self.drop_empty_turns)
+
+    def make_template(self, tokenizer: Tokenizer) -> Llama3Template:
+        """The template these options name, set up with them."""
+        if self.template == Llama31Template.name:
+            return Llama31Template(tokenizer, self.train_on, date_string=self.date_string, tools_in=self.tools_in,
+                                   train_tool_calls=self.train_tool_calls)
+        return Llama3Template(tokenizer, self.train_on)
 
     def to_json(self) -> dict:
         return {
@@ -53,8 +68,10 @@ class SourceOptions:
             "replace_system": self.replace_system,
             "merge_consecutive": self.merge_consecutive,
             "drop_empty_turns": self.drop_empty_turns,
-            "template": Llama3Template.name,
+            "template": self.template,
             "train_on": MaskPolicy(self.train_on).value,
+            **({"date_string": self.date_string, "tools_in": ToolPlacement(self.tools_in).value,
+                "train_tool_calls": self.train_tool_calls} if self.template == Llama31Template.name else {}),
         }
 
 
@@ -79,6 +96,7 @@ class ConvertOptions(SourceOptions):
     pack_window: int = DEFAULT_WINDOW
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.format not in WRITERS:
             raise ValueError(f"unknown format {self.format!r} (expected one of {', '.join(WRITERS)})")
         for name in ("shard_rows", "shard_bytes", "max_seq_len", "pack", "pack_window"):
@@ -187,14 +205,15 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
 
 @dataclass(frozen=True)
 class InputShape:
-    """How one input's records become messages: the user's field names renamed, the shape, then the turn rules."""
+    """How one input's records become conversations: field names renamed, the shape, then the turn rules."""
 
     shape: Shape
     mapping: FieldMapping
     rules: TurnRules
 
-    def __call__(self, data) -> tuple[Message, ...]:
-        return self.rules(self.shape(self.mapping.apply(data, self.shape.fields)))
+    def __call__(self, record: Record) -> Conversation:
+        data = self.mapping.apply(record.data, self.shape.fields)
+        return Conversation(self.rules(self.shape(data)), record.location, self.shape.tools(data))
 
 
 class FileShapes:
@@ -203,8 +222,8 @@ class FileShapes:
     def __init__(self, by_input: dict[str, InputShape | None]):
         self.by_input = by_input
 
-    def __call__(self, record: Record) -> tuple[Message, ...]:
-        return self.by_input[record.location.source](record.data)
+    def __call__(self, record: Record) -> Conversation:
+        return self.by_input[record.location.source](record)
 
     @property
     def names(self) -> dict[str, str | None]:
@@ -268,7 +287,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         tokenizer = Tokenizer(options.tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
-    return Source(paths, tokenizer, Llama3Template(tokenizer, options.train_on), FileShapes(by_input),
+    return Source(paths, tokenizer, options.make_template(tokenizer), FileShapes(by_input),
                   split=options.split, warnings=warnings)
 
 
@@ -298,8 +317,8 @@ def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Te
                    ) -> Iterator[list[Encoded | Rejected]]:
     """Shape and render records a batch at a time; each item becomes a sample or a Rejected, in input order.
 
-    `shape` takes a Record (so it can tell which input the record came from) and returns its messages;
-    `Source.shape` is one.
+    `shape` takes a Record (so it can tell which input the record came from) and returns its
+    Conversation; `Source.shape` is one.
     """
     for batch in batched(items, BATCH_RECORDS):
         outcomes: list[Rejected | Record] = []
@@ -307,7 +326,7 @@ def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Te
         for item in batch:
             if isinstance(item, Record):
                 try:
-                    conversations.append(Conversation(shape(item), item.location))
+                    conversations.append(shape(item))
                 except RecordError as error:
                     item = Rejected(item.location, error.reason, error.detail, item.data)
             outcomes.append(item)
@@ -384,7 +403,8 @@ def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Su
     from tqdm import tqdm
 
     limit = options.seq_limit
-    lengths = None if limit is None else LengthPolicy(limit, options.overflow, eot_id=source.tokenizer.eot_id)
+    lengths = None if limit is None else LengthPolicy(limit, options.overflow, eot_id=source.tokenizer.eot_id,
+                                                      eom_id=source.tokenizer.eom_id)
     packer = None if options.pack is None else Packer(options.pack, options.pack_window)
 
     def write(rows: list) -> None:

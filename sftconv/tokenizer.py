@@ -97,6 +97,11 @@ class Tokenizer:
     def eot_id(self) -> int:
         return self.special_tokens["<|eot_id|>"]
 
+    @cached_property
+    def eom_id(self) -> int:
+        """`<|eom_id|>`, which ends a Llama 3.1 turn that waits for a tool's result."""
+        return self.special_tokens["<|eom_id|>"]
+
     def encode(self, text: str) -> list[int]:
         """Ids of `text` as ordinary text.
 

@@ -106,7 +106,7 @@ def test_on_error_fail_stops_with_location(tmp_path):
     result = CliRunner().invoke(main, ["convert", str(source), "-o", str(tmp_path / "out"), "--on-error", "fail", "-q"])
     assert result.exit_code == 1
     assert result.stderr == (f"Error: {source}:2: unknown_role: messages[0].role is 'robot' "
-                             "(expected one of system, user, assistant)\n")
+                             "(expected one of system, user, assistant, tool)\n")
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not list((tmp_path / "out").glob("*.parquet")) and not list((tmp_path / "out").glob(".*.tmp"))
 

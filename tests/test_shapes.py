@@ -66,13 +66,6 @@ def test_openai_text_parts_bare_lists_aliases_and_top_level_system():
     ({"messages": [{"role": "assistant", "content": "x", "weight": 0.5}]}, "bad_train_flag", "weight must be 0 or 1"),
     ({"messages": [{"role": "assistant", "content": "x", "weight": True}]}, "bad_train_flag", "weight must be 0 or 1"),
     ({"messages": [{"role": "assistant", "content": "x", "train": "no"}]}, "bad_train_flag", "train must be"),
-    # A tool turn anywhere makes the record tool_calls_unsupported, even when an earlier turn has another problem.
-    ({"messages": [{"role": "robot", "content": "x"}, {"role": "assistant", "content": None, "tool_calls": [{}]}]},
-     "tool_calls_unsupported", "messages[1] is a tool call"),
-    ({"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "42"}]},
-     "tool_calls_unsupported", "messages[1]"),
-    ({"messages": [{"role": "user", "content": "x"}, {"role": "function", "content": "42"}]},
-     "tool_calls_unsupported", "messages[1]"),
 ])
 def test_openai_bad_records(record, reason, detail):
     got_reason, got_detail = reason_of(OpenAIShape(), record)
@@ -92,9 +85,6 @@ def test_sharegpt_turns_pairs_and_system():
 
 @pytest.mark.parametrize("record, reason, detail", [
     ({"messages": [{"from": "human", "value": "q"}]}, "missing_messages", "no 'conversations' field (fields: messages)"),
-    ({"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "{}"}]},
-     "tool_calls_unsupported", "conversations[1] is a 'function_call' turn"),
-    ({"conversations": [{"from": "observation", "value": "{}"}]}, "tool_calls_unsupported", "'observation'"),
     ({"conversations": [{"from": "narrator", "value": "q"}]}, "unknown_role", "conversations[0].from is 'narrator'"),
     ({"conversations": [{"speaker": "human", "text": "q"}]}, "unknown_role", "(fields: speaker, text)"),
     ({"conversations": [{"from": "human", "value": 3}]}, "content_not_string", "conversations[0].value is int"),

@@ -22,8 +22,10 @@ CASES = [
     ("GPTeacher/codegen-instruct.json", [], "alpaca", 4535, 4535, {}),  # `response` stands for `output`
     ("LLaMA-Factory/alpaca_en_demo.json", [], "alpaca", 999, 999, {}),  # the 14 duplicates are all written
     ("LLaMA-Factory/identity.json", [], "alpaca", 91, 91, {}),  # {{name}} placeholders are ordinary text
-    # 153 of the 300 records hold function_call/observation turns; the other 147 are plain chats.
+    # 153 of the 300 records hold function_call/observation turns, which Llama 3 cannot render; the other
+    # 147 are plain chats (their `tools` are ignored). Llama 3.1 renders all 300.
     ("LLaMA-Factory/glaive_toolcall_en_demo.json", [], "sharegpt", 300, 147, {"tool_calls_unsupported": 153}),
+    ("LLaMA-Factory/glaive_toolcall_en_demo.json", ["--template", "llama3.1"], "sharegpt", 300, 300, {}),
     # KTO data: the `label` field is ignored, so undesirable answers are trained on like any other.
     ("LLaMA-Factory/kto_en_demo.json", [], "openai", 300, 300, {}),
     ("LLaMA-Factory/v1_sft_demo.jsonl", [], "openai", 500, 500, {}),
@@ -31,8 +33,10 @@ CASES = [
     ("axolotl/conversation.json", [], "sharegpt", 1, 1, {}),  # one top-level object is one record
     ("axolotl/conversation.missingturns.json", [], "sharegpt", 1, 0, {"empty_content": 1}),
     ("dolly/so3_long.jsonl", [], "prompt-completion", 432, 429, {"invalid_json": 3}),
-    # One record: its tool calls come before its null and empty assistant contents, and decide the reason.
+    # One record with parallel calls, null and empty contents beside calls, and code interpreter calls
+    # (named `python`, arguments that are code); Llama 3 has no tool turns, Llama 3.1 renders it.
     ("functionary/test_case.json", [], "openai", 1, 0, {"tool_calls_unsupported": 1}),
+    ("functionary/test_case.json", ["--template", "llama3.1"], "openai", 1, 1, {}),
     # `chosen` is the transcript to learn from. 8 transcripts have two Human turns in a row; 4 end in an
     # empty Assistant turn.
     ("hh-rlhf/harmless-base/test.jsonl.gz", ["--transcript-field", "chosen"], "transcript", 2312, 2300,
@@ -54,8 +58,10 @@ CASES = [
     ("torchtune/instruct_tiny.json", [], "alpaca", 2, 2, {}),
     ("xtuner/mllm_sft_text_example_data.jsonl", [], "openai", 200, 200, {}),
     ("xtuner/openai_sft.jsonl", [], "openai", 128, 128, {}),  # bare arrays of messages
-    # Lines 7-12 call tools; lines 13-17 send images or video; lines 1-6 are text (reasoning_content is ignored).
+    # Lines 7-12 call tools (arguments as dicts); lines 13-17 send images or video, which no Llama 3 text
+    # template renders; lines 1-6 are text (reasoning_content is ignored).
     ("xtuner/qwen35_tokenize_data.jsonl", [], "openai", 17, 6, {"tool_calls_unsupported": 6, "non_text_content": 5}),
+    ("xtuner/qwen35_tokenize_data.jsonl", ["--template", "llama3.1"], "openai", 17, 12, {"non_text_content": 5}),
 ]
 
 
@@ -68,7 +74,8 @@ def test_every_data_file_has_a_case(shared_data):
     assert files - {"README.md", "LLaMA-Factory/dataset_info.json"} == {case[0] for case in CASES}
 
 
-@pytest.mark.parametrize("name, options, shape, read, written, rejected", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name, options, shape, read, written, rejected", CASES,
+                         ids=[" ".join([c[0], *c[1]]) for c in CASES])
 def test_counts(tmp_path, shared_data, name, options, shape, read, written, rejected):
     path = shared_data / name
     result = convert(path, "-o", tmp_path, *options)
@@ -123,7 +130,8 @@ def test_tool_call_records_are_rejected_where_they_hold_tool_turns(tmp_path, sha
     assert [(r["line"], r["reason"]) for r in rejects] == [
         *((line, "tool_calls_unsupported") for line in range(7, 13)),
         *((line, "non_text_content") for line in range(13, 18))]
-    assert rejects[0]["detail"] == "messages[2] is a tool call or result, which is not rendered yet"
+    assert rejects[0]["detail"] == "turn 3 calls a tool; Llama 3 has no tool turns: pass --template llama3.1"
+    assert rejects[-1]["detail"] == "messages[0].content[0] is a 'video' part; only text is rendered"
 
 
 def test_many_inputs_in_one_run_each_with_its_shape(tmp_path, shared_data):

@@ -32,3 +32,11 @@ class Shape:
             RecordError: with the reason code of the first problem found.
         """
         raise NotImplementedError
+
+    def tools(self, data: Any) -> tuple[dict, ...]:
+        """The record's tool definitions in OpenAI's form (see `shapes.tools`); none unless the shape reads them.
+
+        Raises:
+            RecordError: `bad_tools` if they cannot be read.
+        """
+        return ()

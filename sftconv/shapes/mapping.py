@@ -21,7 +21,8 @@ class FieldMapping:
 
     Each field is the name in the user's data (None: the shape's own name). `messages`, `role` and
     `content` are the chat list and the role and text of each turn in it (`role`/`content` apply
-    inside the `messages` list); `roles` maps extra role names to system, user, assistant or tool.
+    inside the `messages` list); `tools` holds the tool definitions; `roles` maps extra role names to
+    system, user, assistant, tool (a result) or tool_call (a turn holding a call as JSON text).
 
     Example:
         >>> FieldMapping(messages="dialog", role="speaker", content="text", roles={"bot": "assistant"})
@@ -38,6 +39,7 @@ class FieldMapping:
     completion: str | None = None
     history: str | None = None
     transcript: str | None = None
+    tools: str | None = None
     roles: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):

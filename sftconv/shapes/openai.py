@@ -5,30 +5,37 @@ from __future__ import annotations
 from typing import Any
 
 from ..conversation import (
+    ASSISTANT,
+    BAD_TOOL_CALL,
     MESSAGE_NOT_OBJECT,
     MESSAGES_NOT_LIST,
     MISSING_MESSAGES,
     NOT_AN_OBJECT,
     SYSTEM,
-    TOOL_CALLS_UNSUPPORTED,
+    TOOL,
     Message,
     RecordError,
 )
 from .base import Shape
-from .turns import fields_seen, is_tool_role, optional_text, role_of, text_of, train_flag
+from .tools import calls_in_text, openai_calls, result_text, tool_definitions
+from .turns import TOOL_CALL, fields_seen, optional_text, role_of, text_of, train_flag
 
 
 class OpenAIShape(Shape):
     """Reads the OpenAI `messages` shape.
 
-    Expects `{"messages": [{"role": "system"|"user"|"assistant", "content": str, "weight": 0|1}, ...]}`
+    Expects `{"messages": [{"role": "system"|"user"|"assistant"|"tool", "content": str, "weight": 0|1}, ...]}`
     or just the list of messages (`[{"role": "user", ...}, ...]`, one record per JSONL line).
     `content` may also be a list of text parts (`[{"type": "text", "text": "..."}]`; `value` instead of
     `text` too). `weight` or `loss_weight` (0/1), or `train` or `loss` (booleans), override the mask
     policy for their message. Role names are matched through aliases (`human` is `user`, `gpt` is
     `assistant`...). A top-level `system` string becomes the system prompt. Other fields are ignored.
-    A message with `tool_calls` (or `function_call`), and a `tool` or `function` turn, make the record
-    `tool_calls_unsupported`.
+
+    Tools: an assistant message may call tools with `tool_calls` (`[{"id", "type", "function":
+    {"name", "arguments"}}]`, arguments as a JSON string or an object, `id` and `type` optional) or
+    the legacy `function_call`; its `content` may then be null. A `tool` (or legacy `function`) message
+    holds one result, as text or any JSON value. The record's `tools` (a list, or its JSON text) or
+    legacy `functions` are the definitions the calls may use.
 
     Args:
         roles: extra role aliases, such as `{"bot": "assistant"}`.
@@ -38,7 +45,7 @@ class OpenAIShape(Shape):
     """
 
     name = "openai"
-    fields = {"messages": "messages", "role": "role", "content": "content", "system": "system"}
+    fields = {"messages": "messages", "role": "role", "content": "content", "system": "system", "tools": "tools"}
 
     def __call__(self, data: Any) -> tuple[Message, ...]:
         if isinstance(data, list):
@@ -52,13 +59,11 @@ class OpenAIShape(Shape):
         if not isinstance(messages, list) or not messages:
             found = "an empty list" if isinstance(messages, list) else type(messages).__name__
             raise RecordError(MESSAGES_NOT_LIST, f"'messages' must be a non-empty list, found {found}")
-        for index, message in enumerate(messages):
-            if isinstance(message, dict) and (message.get("tool_calls") or message.get("function_call")
-                                              or is_tool_role(message.get("role"), self.roles)):
-                raise RecordError(TOOL_CALLS_UNSUPPORTED, f"messages[{index}] is a tool call or result, "
-                                  "which is not rendered yet")
         prompt = (Message(SYSTEM, system),) if system is not None else ()
         return prompt + tuple(self._message(i, m) for i, m in enumerate(messages))
+
+    def tools(self, data: Any) -> tuple[dict, ...]:
+        return tool_definitions(data) if isinstance(data, dict) else ()
 
     def _message(self, index: int, message: Any) -> Message:
         """One message, checked field by field."""
@@ -66,4 +71,14 @@ class OpenAIShape(Shape):
         if not isinstance(message, dict):
             raise RecordError(MESSAGE_NOT_OBJECT, f"{where} is a {type(message).__name__}, not an object")
         role = role_of(message.get("role"), self.roles, f"{where}.role")
-        return Message(role, text_of(message.get("content"), f"{where}.content"), train_flag(message, where))
+        train = train_flag(message, where)
+        content = message.get("content")
+        if role == TOOL_CALL:
+            return Message(ASSISTANT, "", train, calls_in_text(content, f"{where}.content"))
+        if role == TOOL:
+            return Message(TOOL, result_text(content, f"{where}.content"), train)
+        calls = openai_calls(message, where)
+        if calls and role != ASSISTANT:
+            raise RecordError(BAD_TOOL_CALL, f"{where} is a {role} message with tool calls; only assistants call tools")
+        text = "" if calls and content is None else text_of(content, f"{where}.content")
+        return Message(role, text, train, calls)

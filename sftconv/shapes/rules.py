@@ -13,6 +13,8 @@ from ..conversation import (
     NO_ASSISTANT_TURN,
     SYSTEM,
     SYSTEM_NOT_FIRST,
+    TOOL,
+    USER,
     Message,
     RecordError,
 )
@@ -25,12 +27,15 @@ class TurnRules:
     """Checks (and, where asked, repairs) a shape's messages before they are rendered.
 
     In order: user and assistant turns that are empty after trimming are rejected (`empty_content`)
-    or, with `drop_empty_turns`, dropped (an empty system prompt is kept, as chat templates render it);
+    or, with `drop_empty_turns`, dropped (an empty system prompt is kept, as chat templates render it,
+    and so are an assistant turn that calls tools and a tool's empty result);
     `system` is added as the system prompt where there is none, and with `replace_system` replaces
     the record's own; a system turn anywhere but first is rejected (`system_not_first`); two turns of
     the same role in a row are rejected (`consecutive_same_role`) or, with `merge_consecutive`,
-    joined by a blank line; the first turn after the system prompt must be the user's
-    (`assistant_before_user`); and there must be an assistant turn (`no_assistant_turn`).
+    joined by a blank line (tool results may follow each other, one per parallel call; a turn that
+    calls tools is never joined to the next, whose text would come before the calls); the first
+    turn after the system prompt must be the user's (`assistant_before_user`); and there must be an
+    assistant turn (`no_assistant_turn`).
     A conversation may end with a user turn: it is context, and is never trained.
 
     Args:
@@ -68,7 +73,7 @@ class TurnRules:
         """The messages without empty user/assistant turns, or a rejection naming the first one."""
         kept = []
         for index, message in enumerate(messages, 1):
-            if message.role != SYSTEM and not message.content.strip():
+            if message.role in (USER, ASSISTANT) and not message.tool_calls and not message.content.strip():
                 if not self.drop_empty_turns:
                     raise RecordError(EMPTY_CONTENT, f"turn {index} ({message.role}) has no content")
                 continue
@@ -88,14 +93,18 @@ class TurnRules:
         merged: list[Message] = []
         for index, message in enumerate(messages, 1):
             previous = merged[-1] if merged else None
-            if previous is None or previous.role != message.role or message.role == SYSTEM:
+            if previous is None or previous.role != message.role or message.role in (SYSTEM, TOOL):
                 merged.append(message)
                 continue
             if not self.merge_consecutive:
                 raise RecordError(CONSECUTIVE_SAME_ROLE, f"turns {index - 1} and {index} are both {message.role}; "
                                                          "pass --merge-consecutive to join them")
+            if previous.tool_calls:
+                raise RecordError(CONSECUTIVE_SAME_ROLE, f"turns {index - 1} and {index} are both {message.role} "
+                                  f"and cannot be merged: turn {index - 1} calls tools but no result follows it")
             if previous.train != message.train:
                 raise RecordError(BAD_TRAIN_FLAG, f"turns {index - 1} and {index} cannot be merged: "
                                                   "their train flags differ")
-            merged[-1] = Message(message.role, previous.content + MERGE_SEPARATOR + message.content, message.train)
+            merged[-1] = Message(message.role, previous.content + MERGE_SEPARATOR + message.content, message.train,
+                                 message.tool_calls)
         return tuple(merged)

@@ -11,14 +11,15 @@ from ..conversation import (
     MISSING_MESSAGES,
     NOT_AN_OBJECT,
     SYSTEM,
-    TOOL_CALLS_UNSUPPORTED,
+    TOOL,
     UNKNOWN_ROLE,
     USER,
     Message,
     RecordError,
 )
 from .base import Shape
-from .turns import fields_seen, is_tool_role, optional_text, role_of, text_of, train_flag
+from .tools import calls_in_text, result_text, tool_definitions
+from .turns import TOOL_CALL, fields_seen, optional_text, role_of, text_of, train_flag
 
 LIST_FIELDS = ("conversations", "conversation")  # ms-swift writes the singular
 
@@ -30,8 +31,12 @@ class ShareGPTShape(Shape):
     `from` is matched through aliases: human/user, gpt/assistant/model/bot, system. The list may also
     be called `conversation`, and may hold `{"human": str, "assistant": str}` pairs instead (one user
     and one assistant turn each, as ms-swift writes them). A `weight`, `loss_weight`, `train` or `loss`
-    field on a turn works as in the OpenAI shape. A `function_call` or `observation` turn makes the
-    record `tool_calls_unsupported`.
+    field on a turn works as in the OpenAI shape.
+
+    Tools, as LLaMA-Factory writes them (glaive): a `function_call` turn is the assistant calling a
+    tool, its value the JSON text of `{"name": ..., "arguments": ...}` or of a list of them (parallel
+    calls); an `observation` turn is a tool's result. The record's `tools` (a list, or its JSON text)
+    are the definitions the calls may use.
 
     Args:
         roles: extra role aliases, such as `{"bot": "assistant"}`.
@@ -41,7 +46,7 @@ class ShareGPTShape(Shape):
     """
 
     name = "sharegpt"
-    fields = {"messages": "conversations", "role": "from", "content": "value", "system": "system"}
+    fields = {"messages": "conversations", "role": "from", "content": "value", "system": "system", "tools": "tools"}
 
     def __call__(self, data: Any) -> tuple[Message, ...]:
         if not isinstance(data, dict):
@@ -53,15 +58,14 @@ class ShareGPTShape(Shape):
         if not isinstance(turns, list) or not turns:
             found = "an empty list" if isinstance(turns, list) else type(turns).__name__
             raise RecordError(MESSAGES_NOT_LIST, f"'{key}' must be a non-empty list, found {found}")
-        for index, turn in enumerate(turns):
-            if isinstance(turn, dict) and is_tool_role(turn.get("from"), self.roles):
-                raise RecordError(TOOL_CALLS_UNSUPPORTED, f"{key}[{index}] is a {turn['from']!r} turn, "
-                                  "which is not rendered yet")
         system = optional_text(data, "system")
         messages = [Message(SYSTEM, system)] if system is not None else []
         for index, turn in enumerate(turns):
             messages += self._turn(f"{key}[{index}]", turn)
         return tuple(messages)
+
+    def tools(self, data: Any) -> tuple[dict, ...]:
+        return tool_definitions(data) if isinstance(data, dict) else ()
 
     def _turn(self, where: str, turn: Any) -> list[Message]:
         """One `{from, value}` turn, or the two messages of a `{human, assistant}` pair."""
@@ -69,7 +73,12 @@ class ShareGPTShape(Shape):
             raise RecordError(MESSAGE_NOT_OBJECT, f"{where} is a {type(turn).__name__}, not an object")
         if "from" in turn:
             role = role_of(turn["from"], self.roles, f"{where}.from")
-            return [Message(role, text_of(turn.get("value"), f"{where}.value"), train_flag(turn, where))]
+            value, train = turn.get("value"), train_flag(turn, where)
+            if role == TOOL_CALL:
+                return [Message(ASSISTANT, "", train, calls_in_text(value, f"{where}.value"))]
+            if role == TOOL:
+                return [Message(TOOL, result_text(value, f"{where}.value"), train)]
+            return [Message(role, text_of(value, f"{where}.value"), train)]
         by_role = {self.roles.get(k.lower()): k for k in turn if isinstance(k, str)}
         if USER in by_role and ASSISTANT in by_role:
             user, assistant = by_role[USER], by_role[ASSISTANT]

@@ -14,22 +14,22 @@ from ..conversation import (
     NON_TEXT_CONTENT,
     ROLES,
     SYSTEM,
-    TOOL_CALLS_UNSUPPORTED,
+    TOOL,
     UNKNOWN_ROLE,
     USER,
     Message,
     RecordError,
 )
 
-TOOL = "tool"  # a tool call or result turn: recognised so it can be rejected, not rendered yet
+TOOL_CALL = "tool_call"  # a ShareGPT turn holding an assistant's call as JSON text; it becomes an assistant turn
 ROLE_ALIASES: dict[str, str] = {
     "system": SYSTEM, "developer": SYSTEM,
     "user": USER, "human": USER,
     "assistant": ASSISTANT, "gpt": ASSISTANT, "model": ASSISTANT, "bot": ASSISTANT,
-    "tool": TOOL, "function": TOOL, "function_call": TOOL, "observation": TOOL, "ipython": TOOL,
-    "tool_call": TOOL, "tool_response": TOOL,
+    "tool": TOOL, "function": TOOL, "observation": TOOL, "ipython": TOOL, "tool_response": TOOL,
+    "function_call": TOOL_CALL, "tool_call": TOOL_CALL,
 }
-ALIAS_TARGETS = (SYSTEM, USER, ASSISTANT, TOOL)
+ALIAS_TARGETS = (SYSTEM, USER, ASSISTANT, TOOL, TOOL_CALL)
 PART_SEPARATOR = "\n"  # between the text parts of one message, as vLLM joins them
 
 
@@ -39,22 +39,15 @@ def role_table(aliases: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def role_of(name: Any, table: Mapping[str, str], where: str) -> str:
-    """The normalised role for a role name from the data (case does not matter).
+    """The normalised role for a role name from the data (case does not matter): one of ALIAS_TARGETS.
 
     Raises:
-        RecordError: `unknown_role`, or `tool_calls_unsupported` for a tool turn.
+        RecordError: `unknown_role`.
     """
     role = table.get(name.lower()) if isinstance(name, str) else None
     if role is None:
-        raise RecordError(UNKNOWN_ROLE, f"{where} is {name!r} (expected one of {', '.join(ROLES)})")
-    if role == TOOL:
-        raise RecordError(TOOL_CALLS_UNSUPPORTED, f"{where} is {name!r}: tool turns are not rendered yet")
+        raise RecordError(UNKNOWN_ROLE, f"{where} is {name!r} (expected one of {', '.join((*ROLES, TOOL))})")
     return role
-
-
-def is_tool_role(name: Any, table: Mapping[str, str]) -> bool:
-    """True if the role name is one of a tool call or result turn."""
-    return isinstance(name, str) and table.get(name.lower()) == TOOL
 
 
 def text_of(content: Any, where: str) -> str:

@@ -14,6 +14,8 @@ Template choices, each pinned by a test:
   headers included. Under `assistant` and `last` headers are never trained.
   A message's own `train` flag from the data overrides the policy for that message.
 - Special ids are placed by the template; content is only ever encoded as ordinary text.
+- Llama 3 has no tool turns: a conversation that calls a tool or holds a tool's result is rejected
+  (`tool_calls_unsupported`; the `llama3.1` template renders it). Tool definitions alone are ignored.
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from ..conversation import ASSISTANT, NO_TRAINED_TOKENS, Conversation, Location, Message, RecordError
+from ..conversation import (
+    ASSISTANT,
+    NO_TRAINED_TOKENS,
+    TOOL,
+    TOOL_CALLS_UNSUPPORTED,
+    Conversation,
+    Location,
+    Message,
+    RecordError,
+)
 
 if TYPE_CHECKING:
     from ..tokenizer import Tokenizer
@@ -112,9 +123,16 @@ class Llama3Template:
 
     def render_batch(self, conversations: list[Conversation]) -> list[Encoded | RecordError]:
         """Many conversations, their contents tokenized in one batch; a failure takes its sample's place."""
+        if any(c.has_tool_turns for c in conversations):
+            return self._render_without_tools(conversations)
         contents = [m.content.strip() for c in conversations for m in c.messages]
         content_ids = iter(self.tokenizer.encode_batch(contents))
         return [self._assemble(c, content_ids) for c in conversations]
+
+    def _render_without_tools(self, conversations: list[Conversation]) -> list[Encoded | RecordError]:
+        """The batch with each conversation that has tool turns rejected, the others rendered."""
+        rendered = iter(self.render_batch([c for c in conversations if not c.has_tool_turns]))
+        return [tools_unsupported(c) if c.has_tool_turns else next(rendered) for c in conversations]
 
     def _assemble(self, conversation: Conversation, content_ids) -> Encoded | RecordError:
         """Lay out BOS, headers, contents and end-of-turn ids, with the mask known from their lengths."""
@@ -133,3 +151,11 @@ class Llama3Template:
         if not any(loss_mask):
             return RecordError(NO_TRAINED_TOKENS, f"no token is trained under --train-on {self.policy.value}")
         return Encoded(input_ids, loss_mask, conversation.location)
+
+
+def tools_unsupported(conversation: Conversation) -> RecordError:
+    """The rejection of a conversation with tool turns, naming the first."""
+    index, message = next((i, m) for i, m in enumerate(conversation.messages, 1) if m.tool_calls or m.role == TOOL)
+    what = "calls a tool" if message.tool_calls else "is a tool's result"
+    return RecordError(TOOL_CALLS_UNSUPPORTED, f"turn {index} {what}; Llama 3 has no tool turns: "
+                                               "pass --template llama3.1")

@@ -15,6 +15,11 @@ CONTROL_CHARACTER = "control_character"  # warning: C0/C1 controls other than ta
 SPECIAL_TOKEN_TEXT = "special_token_text"  # warning: a Llama 3 control name typed as text (kept as text)
 FOREIGN_TEMPLATE_MARKER = "foreign_template_marker"  # warning: another model's template markers
 
+# Raw input: tool turns, which convert writes as the data has them.
+TOOL_CALL_WITHOUT_RESULT = "tool_call_without_result"  # warning: a call, then a turn that is not its result
+TOOL_RESULT_WITHOUT_CALL = "tool_result_without_call"  # warning: a result no call is waiting for
+UNDEFINED_TOOL = "undefined_tool"  # warning: a call to a function the record's tools do not define
+
 # Raw input: the rendered sample and the run.
 DUPLICATE = "duplicate"  # warning: renders to the same token ids as an earlier record
 TOO_LONG = "too_long"  # error: more tokens than --max-seq-len
@@ -48,7 +53,7 @@ TRAINED_HEADER = "trained_header"
 
 ERROR, WARNING = "error", "warning"
 WARNINGS = frozenset({CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
-                      UNLISTED_SHARD})
+                      UNLISTED_SHARD, TOOL_CALL_WITHOUT_RESULT, TOOL_RESULT_WITHOUT_CALL, UNDEFINED_TOOL})
 
 
 def severity(code: str) -> str:

@@ -2,7 +2,8 @@
 
 Every record goes through `open_source` and `encode_batches` exactly as in `convert`, so each reason
 code a reader, shape or the template rejects with is reported here as it is there. On top, validate
-scans each decoded record's text (see text.py) and each sample's tokens (length, duplicates, stats).
+scans each decoded record's text (see text.py), its tool turns (see tools.py) and each sample's tokens
+(length, duplicates, stats).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..template import Encoded
 from .codes import DUPLICATE, EMPTY_FILE, NO_RECORDS, TOO_LONG
 from .report import Distribution, Finding, Report
 from .text import scan_record
+from .tools import record_tool_findings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +109,8 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
         for item, result in paired(source):
             per_file[item.location.source] += 1
             findings = scan_record(item.data) if isinstance(item, Record) else []
+            if isinstance(item, Record):
+                findings += record_tool_findings(source, item, result)
             if isinstance(result, Rejected):
                 findings.insert(0, Finding(result.reason, result.detail))
             else:

@@ -1,0 +1,75 @@
+"""Checks on a record's tool turns: every call answered, every result asked for, every function defined.
+
+Convert writes such records as the data has them, so these are warnings. Arguments that do not fit
+their tool are an error (`invalid_tool_arguments`): the llama3.1 template rejects the record for it,
+and under llama3, which rejects every tool turn, validate names the problem all the same.
+"""
+
+from __future__ import annotations
+
+from ..conversation import INVALID_TOOL_ARGUMENTS, TOOL, Conversation, Message, Record, RecordError, Rejected
+from ..pipeline import Source
+from ..template import Encoded
+from ..template.tools import Toolbox
+from .codes import TOOL_CALL_WITHOUT_RESULT, TOOL_RESULT_WITHOUT_CALL, UNDEFINED_TOOL
+from .report import Finding
+
+
+def record_tool_findings(source: Source, record: Record, result: Encoded | Rejected) -> list[Finding]:
+    """The tool findings of a record the shape accepts (`result` is what convert made of it); none otherwise."""
+    try:
+        conversation = source.shape(record)
+    except RecordError:
+        return []
+    if not conversation.has_tool_turns:
+        return []
+    rejected = result.reason if isinstance(result, Rejected) else None
+    return pairing_findings(conversation.messages) + definition_findings(conversation, rejected)
+
+
+def pairing_findings(messages: tuple[Message, ...]) -> list[Finding]:
+    """A call not followed by its results before the next turn, and a result with no call waiting for it.
+
+    Results answer the calls of the turn before them in order, one each. A conversation may end with a
+    call that has no result yet: that is a sample teaching the call.
+    """
+    findings: dict[str, Finding] = {}
+    waiting, caller = 0, 0
+    for index, message in enumerate(messages, 1):
+        if message.role == TOOL:
+            if waiting:
+                waiting -= 1
+            else:
+                findings.setdefault(TOOL_RESULT_WITHOUT_CALL, Finding(
+                    TOOL_RESULT_WITHOUT_CALL, f"turn {index} is a tool result, but no call is waiting for it"))
+            continue
+        if waiting:
+            calls = len(messages[caller - 1].tool_calls)
+            findings.setdefault(TOOL_CALL_WITHOUT_RESULT, Finding(
+                TOOL_CALL_WITHOUT_RESULT, f"turn {caller} makes {calls} call(s) but {calls - waiting} result(s) "
+                                          f"follow it before turn {index}"))
+        waiting, caller = len(message.tool_calls), index
+    return list(findings.values())
+
+
+def definition_findings(conversation: Conversation, rejected: str | None) -> list[Finding]:
+    """Calls to functions the record does not define, and the first call whose arguments do not fit its tool."""
+    try:
+        tools = Toolbox.of(conversation)
+    except RecordError:
+        return []  # a tool Llama 3.1 cannot render: the llama3.1 template rejects the record for it
+    findings = []
+    calls = [(index, call) for index, m in enumerate(conversation.messages, 1) for call in m.tool_calls]
+    undefined = sorted({call.name for _, call in calls if tools.builtin_of(call) is None} - tools.defined)
+    if undefined:
+        defined = f"it defines {', '.join(sorted(tools.defined))}" if tools.defined else "it defines none"
+        findings.append(Finding(UNDEFINED_TOOL, f"calls {', '.join(undefined)}, which the record's tools do not "
+                                                f"define ({defined})", "tools"))
+    if rejected != INVALID_TOOL_ARGUMENTS:
+        for index, call in calls:
+            try:
+                tools.call_text(call, f"turn {index}")
+            except RecordError as error:
+                findings.append(Finding(error.reason, error.detail))
+                break
+    return findings
