@@ -394,3 +394,19 @@ def test_batches_are_checked_in_runs_of_whole_rows(outputs):
         assert all(c.rows == 1 or c.input_ids.lengths.sum() <= tokens for c in chunks)
         assert np.array_equal(np.concatenate([c.seq_lens.values for c in chunks]), batch.seq_lens.values)
     assert check_rows(batch, RowRules(vocab_size=128256, train_headers=False)) == {}
+
+
+def test_tool_call_turns_end_with_a_trained_eom(tmp_path, shared_data):
+    """Llama 3.1 tool-call turns end with <|eom_id|>: validate accepts it trained, and catches it untrained."""
+    out = tmp_path / "out"
+    source = shared_data / "functionary" / "test_case.json"
+    assert CliRunner().invoke(main, ["convert", str(source), "-o", str(out), "--template", "llama3.1", "-q"]).exit_code == 0
+    exit_code, report = run(out)
+    assert exit_code == 0 and counts(report) == {}
+    eom = 128008
+    [row] = read_rows(out, "parquet", 0)
+    trained_eom = next(i for i, (t, m) in enumerate(zip(row["input_ids"], row["loss_mask"])) if t == eom and m)
+    edit(out, "parquet", 0, lambda rows: set_mask(rows[0], trained_eom, 0))
+    exit_code, report = run(out)
+    assert exit_code == 1 and counts(report) == {"untrained_eot": 1}
+    assert examples(report, "untrained_eot")[0]["detail"].endswith("trains its content but its <|eom_id|> is not trained")

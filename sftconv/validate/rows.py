@@ -6,8 +6,9 @@ it is 0. A packed row's `seq_lens` split it into samples and its `position_ids` 
 Each sample (the row itself unless packed) starts with its one `<|begin_of_text|>`, never trained, so
 in a packed row no label asks the model to continue one sample into the next; it trains some token,
 trains no header token (`<|start_header_id|>role<|end_header_id|>\\n\\n`) unless the run trained on
-`all`, and ends every turn whose content is trained with a trained `<|eot_id|>`, except the last turn
-of a sample that `--overflow truncate-tokens` cut at `--max-seq-len`.
+`all`, and ends every turn whose content is trained with a trained `<|eot_id|>` (or, for a Llama 3.1
+tool-call turn, `<|eom_id|>`), except the last turn of a sample that `--overflow truncate-tokens` cut
+at `--max-seq-len`.
 """
 
 from __future__ import annotations
@@ -241,21 +242,22 @@ def header_tokens(ids: np.ndarray, offsets: np.ndarray, rules: RowRules) -> np.n
 
 def untrained_ends(ids, mask, in_header, offsets, sample_of, row_offsets, sample_rows, sample_name,
                    rules: RowRules) -> list[tuple[int, Finding]]:
-    """Turns (a header to the next one or the sample's end) training content without a trained <|eot_id|> at the end."""
-    eot = rules.special("<|eot_id|>")
+    """Turns (a header to the next one or the sample's end) training content without a trained end of turn."""
+    turn_end = np.array([rules.special("<|eot_id|>"), rules.special("<|eom_id|>")])
     turn_starts = np.flatnonzero(ids == rules.special("<|start_header_id|>"))
     if not len(turn_starts):
         return []
     turn_samples = sample_of[turn_starts]
     sample_ends = offsets[turn_samples + 1]
     ends = np.minimum(np.append(turn_starts[1:], len(ids)), sample_ends)
-    trained_content = np.concatenate([[0], np.cumsum((mask == 1) & ~in_header & (ids != eot))])
+    is_end = np.isin(ids, turn_end)
+    trained_content = np.concatenate([[0], np.cumsum((mask == 1) & ~in_header & ~is_end)])
     has_trained = trained_content[ends] - trained_content[turn_starts] > 0
     last = ends - 1
-    closed = (ids[last] == eot) & (mask[last] == 1)
+    closed = is_end[last] & (mask[last] == 1)
     if rules.cut_at is not None:
         # truncate-tokens cut these samples at exactly cut_at tokens, inside their last turn: expected, and documented.
-        cut = (sample_ends - offsets[turn_samples] == rules.cut_at) & (ends == sample_ends) & (ids[last] != eot)
+        cut = (sample_ends - offsets[turn_samples] == rules.cut_at) & (ends == sample_ends) & ~is_end[last]
         closed |= cut
     out, seen = [], set()
     for turn in np.flatnonzero(has_trained & ~closed):
@@ -264,7 +266,8 @@ def untrained_ends(ids, mask, in_header, offsets, sample_of, row_offsets, sample
             continue
         seen.add(row)
         at = turn_starts[turn] - row_offsets[row]
-        why = "its <|eot_id|> is not trained" if ids[last[turn]] == eot else "it does not end with <|eot_id|>"
+        end = "<|eom_id|>" if ids[last[turn]] == turn_end[1] else "<|eot_id|>"
+        why = f"its {end} is not trained" if is_end[last[turn]] else "it does not end with <|eot_id|>"
         detail = f"{sample_name(turn_samples[turn])}the turn at {at} trains its content but {why}"
         out.append((row, Finding(UNTRAINED_EOT, detail, "loss_mask")))
     return out
