@@ -10,10 +10,12 @@ from ..conversation import (
     BAD_HISTORY,
     BAD_TRAIN_FLAG,
     CONTENT_NOT_STRING,
+    INVALID_TEXT,
     MISSING_FIELD,
     NON_TEXT_CONTENT,
     ROLES,
     SYSTEM,
+    TEXT_TOO_LONG,
     TOOL,
     UNKNOWN_ROLE,
     USER,
@@ -31,6 +33,10 @@ ROLE_ALIASES: dict[str, str] = {
 }
 ALIAS_TARGETS = (SYSTEM, USER, ASSISTANT, TOOL, TOOL_CALL)
 PART_SEPARATOR = "\n"  # between the text parts of one message, as vLLM joins them
+# Longest message text, in characters: about a million tokens, far past any Llama 3 context. It bounds
+# the tokenizer's work: tiktoken spends time and memory quadratic in the length of one pre-token, and a
+# 50 MB run of one letter is a single pre-token (82 s and 2.5 GB); at this limit the worst case is ~1 s.
+MAX_TEXT_CHARS = 4_000_000
 
 
 def role_table(aliases: Mapping[str, str] | None) -> dict[str, str]:
@@ -152,3 +158,29 @@ def required_text(data: Mapping, key: str) -> str:
     if not isinstance(value, str):
         raise RecordError(CONTENT_NOT_STRING, f"'{key}' is {type(value).__name__}, not a string")
     return value
+
+
+def checked_texts(messages: tuple[Message, ...]) -> tuple[Message, ...]:
+    """The messages unchanged, once each text is known to encode exactly and in bounded time.
+
+    Every shape's messages pass here, after the turn rules, so the check holds whatever the record's shape.
+
+    Raises:
+        RecordError: `invalid_text` for a lone surrogate (UTF-8 cannot hold one, and tiktoken would
+            silently write U+FFFD in its place), `text_too_long` for a text over MAX_TEXT_CHARS.
+    """
+    for index, message in enumerate(messages):
+        texts = [message.content, *(c.name for c in message.tool_calls),
+                 *(c.arguments for c in message.tool_calls if isinstance(c.arguments, str))]
+        for text in texts:
+            if len(text) > MAX_TEXT_CHARS:
+                raise RecordError(TEXT_TOO_LONG, f"message {index} ({message.role}) has {len(text):,} characters; "
+                                                 f"the limit is {MAX_TEXT_CHARS:,}")
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as error:
+                    raise RecordError(INVALID_TEXT, f"message {index} ({message.role}) holds a lone surrogate "
+                                                    f"U+{ord(text[error.start]):04X} at character {error.start}; "
+                                                    "fix the text (it cannot be encoded exactly)") from None
+    return messages
