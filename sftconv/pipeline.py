@@ -220,7 +220,7 @@ class InputShape:
 
     def __call__(self, record: Record) -> Conversation:
         data = self.mapping.apply(record.data, self.shape.fields)
-        return Conversation(checked_texts(self.rules(self.shape(data))), record.location, self.shape.tools(data))
+        return checked_texts(Conversation(self.rules(self.shape(data)), record.location, self.shape.tools(data)))
 
 
 class FileShapes:

@@ -181,9 +181,10 @@ DECISIONS = """
   copy; converting its first part would give a dataset that looks complete and is not. Download it
   again, or decompress what is left on purpose (`zcat cut.jsonl.gz > part.jsonl`) and convert that.
 - **A message over 4,000,000 characters is rejected** (`text_too_long`). That is about a million
-  tokens, past any Llama 3 context, and it bounds the tokenizer's work: tiktoken's time and memory grow
-  with the square of one pre-token's length, and 50 MB of one repeated letter is a single pre-token
-  (82 s and 2.5 GB of memory before this limit). Ordinary text encodes exactly as before.
+  tokens, past any Llama 3 context, and it bounds the tokenizer's work on one record: a run of one
+  repeated letter is a single pre-token, which tiktoken merges slowly (50 MB took 82 s and 2.5 GB of
+  memory before this limit; 4,000,000 letters take 3 s and 260 MB). Ordinary text encodes exactly as
+  before.
 - **A lone surrogate in a text that is rendered is rejected** (`invalid_text`): UTF-8 cannot hold it
   and tiktoken would silently write U+FFFD instead. In a field no shape reads it changes nothing and
   the record is kept (`sftconv validate` still reports it).
@@ -230,3 +231,28 @@ def test_the_text_limit_leaves_normal_text_alone(tmp_path: Path, content: str, t
     assert len(rows) == 1
     ids = tokenizer.encode(content)
     assert any(rows[0]["input_ids"][i:i + len(ids)] == ids for i in range(len(rows[0]["input_ids"])))
+
+
+def test_a_shape_is_chosen_by_field_names_when_no_record_fits_its_schema() -> None:
+    from sftconv.shapes import ShapeNotFound, detect_shape
+
+    assert detect_shape([chat(role=1), {"conversations": "not a list"}, {"conversations": 3}]) == "sharegpt"
+    assert detect_shape([{"instruction": 1, "output": None}]) == "alpaca"
+    with pytest.raises(ShapeNotFound, match="fields seen: id, text"):
+        detect_shape([{"id": 1, "text": "a"}])
+
+
+def test_a_lone_surrogate_in_a_tool_call_is_invalid_text(tmp_path: Path) -> None:
+    record = {"messages": [{"role": "user", "content": "Weather?"},
+                           {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+                               "name": "get_weather", "arguments": '{"city": "Par\ud800is"}'}}]},
+                           {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}]}
+    source = tmp_path / "tools.jsonl"
+    source.write_text(json.dumps(record) + "\n")
+    result = CliRunner().invoke(main, ["convert", str(source), "-o", str(tmp_path / "out"), "-q",
+                                       "--template", "llama3.1"])
+    assert result.exit_code == 0, result.output
+    reject = json.loads((tmp_path / "out" / "rejects.jsonl").read_text())
+    assert reject["reason"] == "invalid_text"
+    assert reject["detail"].startswith("message 1 (assistant), the arguments of tool call 'get_weather' holds "
+                                       "a lone surrogate U+D800")

@@ -50,7 +50,8 @@ MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>|" + LITERAL_MARKERS)
 def first_marker(data: Any) -> Finding | None:
     """The first special-token text or foreign template marker in any string of a record, if there is one."""
     for path, text in strings(data, ()):
-        if match := MARKER.search(text):
+        # Every marker starts with < or [; looking for those two first is several times faster than the regex.
+        if ("<" in text or "[" in text) and (match := MARKER.search(text)):
             code, detail = classify(match)
             return Finding(code, detail, field_name(path))
     return None
