@@ -158,9 +158,14 @@ def outcome(folder: Path, build, options: list[str]) -> str:
     return text + "".join(f"; `{line}`" for line in stderr.splitlines())
 
 
+def cell(text: str) -> str:
+    """Text for a Markdown table cell: a pipe escaped, as GitHub reads it even inside `code`."""
+    return text.replace("|", "\\|")
+
+
 def table(rows: list[tuple[str, str]]) -> str:
     lines = ["| input | what `sftconv convert` did |", "|---|---|"]
-    lines += [f"| {name} | {result.replace('|', '&#124;')} |" for name, result in rows]
+    lines += [f"| {cell(name)} | {cell(result)} |" for name, result in rows]
     return "\n".join(lines) + "\n"
 
 
