@@ -19,9 +19,34 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 FORMATS = ("parquet", "hf", "megatron", "jsonl")
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+class Commands(click.Group):
+    """The command group, turning an interrupt or a failure of the operating system into one line on stderr.
+
+    Ctrl-C exits with 130, as shells expect of an interrupted program; an OSError (disk full, permission
+    denied, a folder where a file belongs) exits with 1. `--debug` shows the traceback as well.
+    """
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if ctx.params.get("debug"):
+                import traceback
+
+                traceback.print_exc()
+            click.echo("sftconv: interrupted", err=True)
+            ctx.exit(130)
+        except OSError as error:
+            if ctx.params.get("debug") or isinstance(error, BrokenPipeError):
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            raise click.ClickException(f"{where}{error.strerror or error}") from error
+
+
+@click.group(cls=Commands, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="sftconv")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the full traceback of an interrupt or a system error.")
+def main(debug: bool) -> None:
     """Turn raw chat data into exact Llama 3 token shards with loss masks."""
 
 
@@ -102,6 +127,10 @@ def source_options(command):
         click.option("--train-tool-calls/--no-train-tool-calls", default=True, show_default=True,
                      help="llama3.1: train the assistant turns that call tools. Tool results and definitions "
                           "are never trained."),
+        click.option("--special-text", type=click.Choice(["keep", "reject"]), default="keep", show_default=True,
+                     help="A record with Llama 3 special-token text (<|eot_id|>...) or another template's markers "
+                          "(<|im_end|>, [INST], </s>...) in any field: keep it (encoded as plain text, never as "
+                          "the control token; counted in a warning) or reject it (special_text)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -142,6 +171,7 @@ def source_fields(params: dict) -> dict:
         "date_string": params["date_string"] or Llama31Template.DEFAULT_DATE,
         "tools_in": ToolPlacement(params["tools_in"] or ToolPlacement.USER),
         "train_tool_calls": params["train_tool_calls"],
+        "special_text": params["special_text"],
     }
 
 

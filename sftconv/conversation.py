@@ -31,6 +31,9 @@ BAD_TOOL_CALL = "bad_tool_call"
 BAD_TOOLS = "bad_tools"
 INVALID_TOOL_ARGUMENTS = "invalid_tool_arguments"
 NO_USER_TURN = "no_user_turn"
+INVALID_TEXT = "invalid_text"  # a lone surrogate: tiktoken would write U+FFFD in its place, silently
+TEXT_TOO_LONG = "text_too_long"  # a message over MAX_TEXT_CHARS (shapes/turns.py)
+SPECIAL_TEXT = "special_text"  # special-token text or another template's markers, with --special-text reject
 # Role-order rules, checked on every conversation whatever its shape.
 SYSTEM_NOT_FIRST = "system_not_first"
 CONSECUTIVE_SAME_ROLE = "consecutive_same_role"

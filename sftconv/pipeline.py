@@ -9,17 +9,19 @@ from itertools import islice
 from pathlib import Path
 
 from . import __version__
-from .conversation import TOO_LONG, Conversation, Record, RecordError, Rejected
+from .conversation import SPECIAL_TEXT, TOO_LONG, Conversation, Record, RecordError, Rejected
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
+from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
 from .tokenizer import Tokenizer
 from .writers import MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, write_manifest
 
 BATCH_RECORDS = 1024  # records shaped and tokenized together
 DETECT_RECORDS = 100  # records at the start of each input that decide its shape under --shape auto
+SPECIAL_TEXT_POLICIES = ("keep", "reject")  # --special-text: what to do with a record holding special-token text
 
 
 class ConvertError(Exception):
@@ -43,10 +45,14 @@ class SourceOptions:
     date_string: str = Llama31Template.DEFAULT_DATE
     tools_in: ToolPlacement = ToolPlacement.USER
     train_tool_calls: bool = True
+    special_text: str = "keep"  # one of SPECIAL_TEXT_POLICIES
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
             raise ValueError(f"unknown template {self.template!r} (expected one of {', '.join(TEMPLATES)})")
+        if self.special_text not in SPECIAL_TEXT_POLICIES:
+            raise ValueError(f"unknown special_text {self.special_text!r} "
+                             f"(expected one of {', '.join(SPECIAL_TEXT_POLICIES)})")
 
     def rules(self) -> TurnRules:
         return TurnRules(system=self.system, replace_system=self.replace_system,
@@ -70,6 +76,7 @@ class SourceOptions:
             "drop_empty_turns": self.drop_empty_turns,
             "template": self.template,
             "train_on": MaskPolicy(self.train_on).value,
+            "special_text": self.special_text,
             **({"date_string": self.date_string, "tools_in": ToolPlacement(self.tools_in).value,
                 "train_tool_calls": self.train_tool_calls} if self.template == Llama31Template.name else {}),
         }
@@ -213,7 +220,7 @@ class InputShape:
 
     def __call__(self, record: Record) -> Conversation:
         data = self.mapping.apply(record.data, self.shape.fields)
-        return Conversation(self.rules(self.shape(data)), record.location, self.shape.tools(data))
+        return checked_texts(Conversation(self.rules(self.shape(data)), record.location, self.shape.tools(data)))
 
 
 class FileShapes:
@@ -241,17 +248,37 @@ class Source:
     shape: FileShapes
     split: str | None = None
     warnings: list[str] = field(default_factory=list)
+    special_text: str = "keep"  # one of SPECIAL_TEXT_POLICIES
+    special_text_records: int = 0  # records seen holding special-token text or a foreign template marker
 
     def records(self) -> Iterator[Record | Rejected]:
-        """Every record of every input, in order.
+        """Every record of every input, in order; with `special_text="reject"` one holding such text is Rejected.
+
+        Such text is never a control token either way (the tokenizer encodes it as plain text); it is
+        looked for in every string of the record, as `validate` does, and counted.
 
         Raises:
             ConvertError: an input cannot be read (corrupt, truncated...).
         """
+        from .validate.text import first_marker
+
         try:
-            yield from read_records(self.paths, split=self.split)
+            for item in read_records(self.paths, split=self.split):
+                finding = first_marker(item.data) if isinstance(item, Record) else None
+                if finding is not None:
+                    self.special_text_records += 1
+                    if self.special_text == "reject":
+                        item = Rejected(item.location, SPECIAL_TEXT, f"{finding.field}: {finding.detail}", item.data)
+                yield item
         except ReaderError as error:
             raise ConvertError(str(error)) from error
+
+    def special_text_warning(self) -> str | None:
+        """The summary's warning about kept special-token text, if any was seen."""
+        if self.special_text != "keep" or not self.special_text_records:
+            return None
+        return (f"{self.special_text_records:,} record(s) hold special-token text or another template's markers, "
+                "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
 
 
 def open_source(inputs: list[str], options: SourceOptions) -> Source:
@@ -288,7 +315,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
     return Source(paths, tokenizer, options.make_template(tokenizer), FileShapes(by_input),
-                  split=options.split, warnings=warnings)
+                  split=options.split, warnings=warnings, special_text=options.special_text)
 
 
 def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
@@ -366,6 +393,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     summary.shapes, summary.warnings = source.shape.names, list(source.warnings)
     try:
         run(source, writer, rejects, summary, options, progress)
+        if warning := source.special_text_warning():
+            summary.warnings.append(warning)
         summary.shards = writer.close()
         rejects.close()
     except BaseException:

@@ -59,6 +59,8 @@ def expand_inputs(inputs: list[str]) -> list[Path | str]:
 
     Raises:
         FileNotFoundError: an input matches nothing.
+        ValueError: an input is neither a file nor a folder (a pipe or a device: it could not be read
+            twice, once to detect its shape and once to convert it, and opening a pipe can wait forever).
     """
     found: dict[Path | str, None] = {}
     for item in inputs:
@@ -72,6 +74,9 @@ def expand_inputs(inputs: list[str]) -> list[Path | str]:
         for match in map(Path, matches):
             if match.is_dir():
                 found.update((path, None) for path in walk(match))
+            elif not match.is_file():
+                raise ValueError(f"{match} is not a regular file (a pipe or a device); save its data to a file "
+                                 "first, e.g. zcat data.jsonl.gz > data.jsonl, or name the .gz file itself")
             else:
                 found[match] = None
     return list(found)

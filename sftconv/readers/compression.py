@@ -10,6 +10,7 @@ from typing import BinaryIO
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zst": "zstd", ".zstd": "zstd"}
+ZSTD_CHUNK = 1 << 16  # compressed bytes read at a time
 
 
 def inner_name(name: str) -> str:
@@ -35,9 +36,53 @@ def open_binary(path: Path) -> BinaryIO:
     if codec == "gzip":
         return gzip.open(path, "rb")
     if codec == "zstd":
+        return io.BufferedReader(ZstdStream(path))
+    return open(path, "rb")
+
+
+class ZstdStream(io.RawIOBase):
+    """A zstd file's decompressed bytes, frame after frame, ending in EOFError if the last frame is cut short.
+
+    zstandard's own `stream_reader` ends quietly at a cut, so a truncated download would read as a
+    shorter dataset; gzip raises there, and so does this. A file `zstd` wrote in several frames is read to its end.
+    """
+
+    def __init__(self, path: Path):
         import zstandard
 
-        # read_across_frames: a file that `zstd` wrote in several frames is read to its end.
-        stream = zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), read_across_frames=True, closefd=True)
-        return io.BufferedReader(stream)
-    return open(path, "rb")
+        self.file = open(path, "rb")
+        self.new_frame = zstandard.ZstdDecompressor().decompressobj
+        self.frame = self.new_frame()
+        self.in_frame = False  # bytes of the current frame have been read, and its end not yet
+        self.ready, self.offset = b"", 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self.offset == len(self.ready):
+            chunk = self.file.read(ZSTD_CHUNK)
+            if not chunk:
+                if self.in_frame:
+                    raise EOFError("the zstd stream ends in the middle of a frame (the file is truncated)")
+                return 0
+            self.ready, self.offset = self.decompress(chunk), 0
+        size = min(len(buffer), len(self.ready) - self.offset)
+        buffer[:size] = self.ready[self.offset:self.offset + size]
+        self.offset += size
+        return size
+
+    def decompress(self, chunk: bytes) -> bytes:
+        """The bytes `chunk` completes, starting a new frame wherever one ends inside it."""
+        out = []
+        while chunk:
+            self.in_frame = True
+            out.append(self.frame.decompress(chunk))
+            if not self.frame.eof:
+                break
+            chunk, self.frame, self.in_frame = self.frame.unused_data, self.new_frame(), False
+        return b"".join(out)
+
+    def close(self) -> None:
+        self.file.close()
+        super().close()

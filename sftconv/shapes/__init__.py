@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from .alpaca import AlpacaShape
 from .base import Shape
 from .mapping import FieldMapping, MappingError
@@ -29,10 +31,13 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
 
     Each record is first renamed by the field mapping, as it will be when converted. Records that
     fit no shape count for none; the shape with the most fitting records wins, ties going to the
-    earlier shape in SHAPES.
+    earlier shape in SHAPES. When no record fits any schema, the shape whose required field names
+    the most records have wins instead (say every role is a number): its records then become
+    rejects with their reasons (`unknown_role`...) rather than the whole input failing.
 
     Raises:
-        ShapeNotFound: no record fits any shape; the message lists the fields seen and how to go on.
+        ShapeNotFound: no record fits any shape, not even by field names; the message lists the
+            fields seen and how to go on.
 
     Example:
         >>> detect_shape([{"conversations": [{"from": "human", "value": "Hi"}]}])
@@ -46,6 +51,11 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
     best = max(scores, key=scores.__getitem__)
     if scores[best]:
         return best
+    named = {name: sum(has_fields(mapping.apply(record, shape.fields), name) for record in sample)
+             for name, shape in SHAPES.items()}
+    best = max(named, key=named.__getitem__)
+    if named[best]:
+        return best
     seen: dict[str, None] = {}
     for record in sample:
         seen.update(dict.fromkeys(map(str, record) if isinstance(record, dict) else [f"(a JSON {type(record).__name__})"]))
@@ -55,6 +65,22 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
         f"no record shape fits (fields seen: {shown}). Shapes: {', '.join(SHAPES)}. Choose one with --shape, "
         "or map your field names (--messages-field, --role-field, --content-field, --instruction-field, "
         "--output-field, --prompt-field, --completion-field, --transcript-field, or --mapping FILE)")
+
+
+def has_fields(record, name: str) -> bool:
+    """Whether a record has the field names shape `name`'s schema requires, whatever their values."""
+    return isinstance(record, dict) and any(names <= record.keys() for names in required_fields(name))
+
+
+@cache
+def required_fields(name: str) -> list[frozenset]:
+    """The sets of field names, one of which a record of shape `name` must have (its schema's `required`)."""
+    from ..schema import load_schema
+
+    schema = load_schema(name)
+    base = frozenset(schema.get("required", ()))
+    choices = [base | set(choice["required"]) for choice in schema.get("anyOf", ()) if "required" in choice]
+    return [names for names in choices or [base] if names]
 
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,13 +11,16 @@ from ..conversation import (
     BAD_HISTORY,
     BAD_TRAIN_FLAG,
     CONTENT_NOT_STRING,
+    INVALID_TEXT,
     MISSING_FIELD,
     NON_TEXT_CONTENT,
     ROLES,
     SYSTEM,
+    TEXT_TOO_LONG,
     TOOL,
     UNKNOWN_ROLE,
     USER,
+    Conversation,
     Message,
     RecordError,
 )
@@ -31,6 +35,10 @@ ROLE_ALIASES: dict[str, str] = {
 }
 ALIAS_TARGETS = (SYSTEM, USER, ASSISTANT, TOOL, TOOL_CALL)
 PART_SEPARATOR = "\n"  # between the text parts of one message, as vLLM joins them
+# Longest message text, in characters: about a million tokens, far past any Llama 3 context. It bounds
+# the tokenizer's work on one record: a run of one letter is a single pre-token, which tiktoken merges
+# slowly (50 MB: 82 s and 2.5 GB of memory); at this limit, 3 s and 260 MB.
+MAX_TEXT_CHARS = 4_000_000
 
 
 def role_table(aliases: Mapping[str, str] | None) -> dict[str, str]:
@@ -152,3 +160,39 @@ def required_text(data: Mapping, key: str) -> str:
     if not isinstance(value, str):
         raise RecordError(CONTENT_NOT_STRING, f"'{key}' is {type(value).__name__}, not a string")
     return value
+
+
+def checked_texts(conversation: Conversation) -> Conversation:
+    """The conversation unchanged, once every text it renders is known to encode exactly and in bounded time.
+
+    Every shape's conversations pass here, after the turn rules, so the check holds whatever the
+    record's shape: message texts, tool calls (name and arguments) and tool definitions.
+
+    Raises:
+        RecordError: `invalid_text` for a lone surrogate (UTF-8 cannot hold one, and tiktoken would
+            silently write U+FFFD in its place), `text_too_long` for a text over MAX_TEXT_CHARS.
+    """
+    for index, message in enumerate(conversation.messages):
+        where = f"message {index} ({message.role})"
+        check_text(message.content, where)
+        for call in message.tool_calls:
+            check_text(call.name, f"{where}, tool call {call.name!r}")
+            arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments,
+                                                                                          ensure_ascii=False)
+            check_text(arguments, f"{where}, the arguments of tool call {call.name!r}")
+    if conversation.tools:
+        check_text(json.dumps(conversation.tools, ensure_ascii=False), "the tool definitions")
+    return conversation
+
+
+def check_text(text: str, where: str) -> None:
+    """Raise `text_too_long` or `invalid_text` for one text; ASCII, the common case, is checked by length alone."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise RecordError(TEXT_TOO_LONG, f"{where} has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise RecordError(INVALID_TEXT, f"{where} holds a lone surrogate U+{ord(text[error.start]):04X} at "
+                                            f"character {error.start}; fix the text (it cannot be encoded exactly)"
+                              ) from None

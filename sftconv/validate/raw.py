@@ -14,10 +14,10 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..conversation import Location, Record, Rejected
+from ..conversation import INVALID_TEXT, Location, Record, Rejected
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
 from ..template import Encoded
-from .codes import DUPLICATE, EMPTY_FILE, NO_RECORDS, TOO_LONG
+from .codes import DUPLICATE, EMPTY_FILE, LONE_SURROGATE, NO_RECORDS, TOO_LONG
 from .report import Distribution, Finding, Report
 from .text import scan_record
 from .tools import record_tool_findings
@@ -112,7 +112,9 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
             if isinstance(item, Record):
                 findings += record_tool_findings(source, item, result)
             if isinstance(result, Rejected):
-                findings.insert(0, Finding(result.reason, result.detail))
+                # convert's invalid_text is a lone surrogate, which the text scan has named by its field already
+                if not (result.reason == INVALID_TEXT and any(f.code == LONE_SURROGATE for f in findings)):
+                    findings.insert(0, Finding(result.reason, result.detail))
             else:
                 stats.add(result)
                 findings += sample_findings(result, duplicates, checks.max_seq_len)

@@ -44,6 +44,17 @@ PATTERN = re.compile(
     r"|(?P<control>[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f])"
     r"|(?P<marker><\|[A-Za-z0-9_]+\|>|" + LITERAL_MARKERS + ")"
 )
+MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>|" + LITERAL_MARKERS)
+
+
+def first_marker(data: Any) -> Finding | None:
+    """The first special-token text or foreign template marker in any string of a record, if there is one."""
+    for path, text in strings(data, ()):
+        # Every marker starts with < or [; looking for those two first is several times faster than the regex.
+        if ("<" in text or "[" in text) and (match := MARKER.search(text)):
+            code, detail = classify(match)
+            return Finding(code, detail, field_name(path))
+    return None
 
 
 def scan_record(data: Any) -> list[Finding]:
@@ -63,7 +74,7 @@ def classify(match: re.Match) -> tuple[str, str]:
     """The code and detail for one match of PATTERN."""
     text, at = match.group(), match.start()
     if match.lastgroup == "surrogate":
-        return LONE_SURROGATE, f"lone surrogate U+{ord(text):04X} at character {at} (convert would write U+FFFD)"
+        return LONE_SURROGATE, f"lone surrogate U+{ord(text):04X} at character {at} (UTF-8 cannot hold it; convert rejects it in a rendered text: invalid_text)"
     if match.lastgroup == "control":
         return CONTROL_CHARACTER, f"control character U+{ord(text):04X} at character {at}"
     if text in LLAMA3_NAMES:
