@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 
 from . import __version__
-from .conversation import TOO_LONG, Conversation, Message, Record, RecordError, Rejected
+from .conversation import TOO_LONG, Message, Record, RecordError, Rejected
+from .engine import WorkerError, Workers
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
+from .readers.base import Chunk, RecordChunk
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
-from .template import Encoded, Llama3Template, MaskPolicy
+from .template import Encoded, Llama3Template, MaskPolicy, Samples
 from .tokenizer import Tokenizer
 from .writers import MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, write_manifest
+from .writers.shards import Columns
 
-BATCH_RECORDS = 1024  # records shaped and tokenized together
+BATCH_RECORDS = 1024  # records shaped and tokenized together by `encode_batches`
 DETECT_RECORDS = 100  # records at the start of each input that decide its shape under --shape auto
 
 
@@ -234,6 +239,18 @@ class Source:
         except ReaderError as error:
             raise ConvertError(str(error)) from error
 
+    def chunks(self) -> Iterator[Chunk]:
+        """Every record of every input, in order, in chunks that a worker process can decode and encode.
+
+        Raises:
+            ConvertError: an input cannot be read (corrupt, truncated...).
+        """
+        try:
+            for path in self.paths:
+                yield from reader_for(path, split=self.split).chunks(path)
+        except ReaderError as error:
+            raise ConvertError(str(error)) from error
+
 
 def open_source(inputs: list[str], options: SourceOptions) -> Source:
     """Expand the inputs, resolve each one's shape and load the tokenizer; fail early, saying what to do.
@@ -294,6 +311,40 @@ def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
     return sample, not seen
 
 
+@dataclass(frozen=True)
+class EncodedChunk:
+    """What becomes of a chunk: its samples, its rejects (each with its position in the chunk), the records read."""
+
+    samples: Samples
+    rejected: list[tuple[int, Rejected]]
+    read: int
+
+
+def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> EncodedChunk:
+    """Decode, shape and render one chunk; runs in a worker process, so it returns flat arrays, cheap to send back."""
+    shape, template = job
+    chats: list[tuple[Message, ...]] = []
+    shaped: list[tuple[int, Record]] = []
+    rejected: list[tuple[int, Rejected]] = []
+    read = 0
+    for index, item in enumerate(chunk.records()):
+        read += 1
+        if isinstance(item, Record):
+            try:
+                chats.append(shape(item))
+                shaped.append((index, item))
+                continue
+            except RecordError as error:
+                item = Rejected(item.location, error.reason, error.detail, item.data)
+        rejected.append((index, item))
+    samples, errors = template.render_samples(chats)
+    failed = [(index, Rejected(item.location, error.reason, error.detail, item.data))
+              for (index, item), error in zip(shaped, errors) if error is not None]
+    if failed:
+        rejected = sorted(rejected + failed, key=itemgetter(0))
+    return EncodedChunk(samples, rejected, read)
+
+
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
                    ) -> Iterator[list[Encoded | Rejected]]:
     """Shape and render records a batch at a time; each item becomes a sample or a Rejected, in input order.
@@ -302,28 +353,15 @@ def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Te
     `Source.shape` is one.
     """
     for batch in batched(items, BATCH_RECORDS):
-        outcomes: list[Rejected | Record] = []
-        conversations: list[Conversation] = []
-        for item in batch:
-            if isinstance(item, Record):
-                try:
-                    conversations.append(Conversation(shape(item), item.location))
-                except RecordError as error:
-                    item = Rejected(item.location, error.reason, error.detail, item.data)
-            outcomes.append(item)
-        rendered = iter(template.render_batch(conversations))
-        results: list[Encoded | Rejected] = []
-        for item in outcomes:
-            if isinstance(item, Record):
-                result = next(rendered)
-                item = result if isinstance(result, Encoded) else Rejected(
-                    item.location, result.reason, result.detail, item.data)
-            results.append(item)
-        yield results
+        result = encode_chunk((shape, template), RecordChunk(batch))
+        rejected = dict(result.rejected)
+        rendered = iter(result.samples.split())
+        yield [rejected[i] if i in rejected else Encoded(*next(rendered), item.location)
+               for i, item in enumerate(batch)]
 
 
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
-            progress: bool = False) -> Summary:
+            progress: bool = False, workers: int = 1) -> Summary:
     """Convert raw chat records into tokenized shards, `rejects.jsonl` and `manifest.json`.
 
     Args:
@@ -332,10 +370,12 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         options: what decides the output bytes.
         overwrite: replace a previous run's files in `out_dir`.
         progress: show a progress bar on stderr.
+        workers: processes that decode, shape and tokenize (1: all in this process); the output
+            is the same whatever the number.
 
     Raises:
-        ConvertError: no input, an unreadable input, a non-empty output folder, or (with
-            `on_error="fail"`) the first rejected record.
+        ConvertError: no input, an unreadable input, a non-empty output folder, a worker process
+            that died, or (with `on_error="fail"`) the first rejected record.
     """
     source = open_source(inputs, options)
     out_dir = Path(out_dir)
@@ -346,7 +386,7 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     summary = Summary(pack=options.pack)
     summary.shapes, summary.warnings = source.shape.names, list(source.warnings)
     try:
-        run(source, writer, rejects, summary, options, progress)
+        run(source, writer, rejects, summary, options, progress=progress, workers=workers)
         summary.shards = writer.close()
         rejects.close()
     except BaseException:
@@ -375,11 +415,15 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
 
 
 def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Summary,
-        options: ConvertOptions, progress: bool) -> None:
+        options: ConvertOptions, *, progress: bool = False, workers: int = 1) -> None:
     """Stream the source's samples through the length policy and packer into the writer, counting each.
 
-    Rejected records go to the rejects file (or, with `on_error="fail"`, stop the run); samples the
-    length policy drops are counted by reason.
+    Chunks are encoded by `workers` processes and taken back in input order; rejected records go to
+    the rejects file (or, with `on_error="fail"`, stop the run); samples the length policy drops are
+    counted by reason.
+
+    Raises:
+        ConvertError: a worker process died, or the first rejected record under `on_error="fail"`.
     """
     from tqdm import tqdm
 
@@ -387,33 +431,44 @@ def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Su
     lengths = None if limit is None else LengthPolicy(limit, options.overflow, eot_id=source.tokenizer.eot_id)
     packer = None if options.pack is None else Packer(options.pack, options.pack_window)
 
-    def write(rows: list) -> None:
-        writer.write(rows)
-        summary.rows += len(rows)
+    def write(columns: Columns) -> None:
+        writer.write_columns(columns)
+        summary.rows += len(columns)
 
-    with tqdm(disable=not progress, unit=" rec", desc="converting", dynamic_ncols=True) as bar:
-        for results in encode_batches(source.records(), source.shape, source.template):
-            samples = []
-            for item in results:
-                if isinstance(item, Encoded):
-                    kept = item if lengths is None else lengths.fit(item)
-                    if kept is None:
-                        summary.dropped_by_reason[TOO_LONG] += 1
-                    else:
-                        samples.append(kept)
-                elif options.on_error == "fail":
-                    raise ConvertError(f"{item.location}: {item.reason}: {item.detail}")
-                else:
+    def write_samples(samples: Samples) -> None:
+        if lengths is not None:
+            kept = lengths.fit_samples(samples)
+            if len(kept) < len(samples):
+                summary.dropped_by_reason[TOO_LONG] += len(samples) - len(kept)
+            samples = kept
+        write(Columns.from_samples(samples) if packer is None else Columns.from_packed(packer.add_samples(samples)))
+        summary.written += len(samples)
+        summary.tokens += int(samples.lengths.sum())
+        summary.trained_tokens += int(samples.loss_mask.sum())
+
+    with Workers(workers, (source.shape, source.template)) as pool, \
+            tqdm(disable=not progress, unit=" rec", desc="converting", dynamic_ncols=True) as bar:
+        started = time.perf_counter()
+        try:
+            for result in pool.map(encode_chunk, source.chunks()):
+                samples, rejected = result.samples, result.rejected
+                if rejected and options.on_error == "fail":
+                    # Write what came before the first bad record, so the shards it completes are kept.
+                    position, first = rejected[0]
+                    write_samples(samples.take(range(position)))
+                    raise ConvertError(f"{first.location}: {first.reason}: {first.detail}")
+                for _, item in rejected:
                     summary.rejected_by_reason[item.reason] += 1
                     rejects.write(item)
-            write(samples if packer is None else packer.add(samples))
-            summary.read += len(results)
-            summary.written += len(samples)
-            summary.tokens += sum(len(s.input_ids) for s in samples)
-            summary.trained_tokens += sum(s.trained_tokens for s in samples)
-            bar.update(len(results))
-            bar.set_postfix(tokens=summary.tokens, refresh=False)
+                write_samples(samples)
+                summary.read += result.read
+                bar.update(result.read)
+                rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix_str(f"{tqdm.format_sizeof(summary.tokens)} tokens, {tqdm.format_sizeof(rate)} tok/s",
+                                    refresh=False)
+        except WorkerError as error:
+            raise ConvertError(str(error)) from error
         if packer is not None:
-            write(packer.flush())
+            write(Columns.from_packed(packer.flush_samples()))
     if lengths is not None:
         summary.lengths = lengths.stats
