@@ -72,7 +72,8 @@ def test_odd_lines_one_by_one():
 
 def test_chunks_number_lines_as_one_pass_does(tmp_path, monkeypatch):
     lines = [b'{"n": %d}\n' % i if i % 7 else b"\n" if i % 2 else b"not json\n" for i in range(500)]
-    (tmp_path / "in.jsonl").write_bytes(b"\xef\xbb\xbf" + b"".join(lines))
+    lines[250] = b'{"long": "%s"}\n' % (b"x" * 5000)  # a line that spans many reads
+    (tmp_path / "in.jsonl").write_bytes(b"\xef\xbb\xbf" + b"".join(lines) + b'{"last": "no newline"}')
     whole = reference((tmp_path / "in.jsonl").read_bytes().splitlines(keepends=True), str(tmp_path / "in.jsonl"))
     monkeypatch.setattr(jsonl, "CHUNK_BYTES", 50)
     chunks = list(JsonlReader().chunks(tmp_path / "in.jsonl"))

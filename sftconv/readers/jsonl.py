@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from ..conversation import INVALID_JSON, INVALID_UTF8, Location, Record, Rejecte
 from .base import Chunk, Reader
 from .compression import open_binary
 
-CHUNK_BYTES = 1 << 18  # whole lines per chunk, about this many bytes
+CHUNK_BYTES = 1 << 18  # a chunk holds the whole lines that start in this many bytes
 
 
 def parse_lines(lines: Iterable[bytes], source: str, first_line: int = 1) -> Iterator[Record | Rejected]:
@@ -53,14 +54,15 @@ def parse_lines(lines: Iterable[bytes], source: str, first_line: int = 1) -> Ite
 
 @dataclass(frozen=True)
 class LineChunk(Chunk):
-    """Raw lines of a JSON Lines file, parsed where the chunk is processed."""
+    """Whole lines of a JSON Lines file as one block of bytes, split and parsed where the chunk is processed."""
 
     source: str
     first_line: int
-    lines: list[bytes]
+    data: bytes
 
     def records(self) -> Iterator[Record | Rejected]:
-        return parse_lines(self.lines, self.source, self.first_line)
+        # BytesIO splits at b"\n" only, as iterating over the file does (a raw \r may sit inside a string).
+        return parse_lines(io.BytesIO(self.data).readlines(), self.source, self.first_line)
 
 
 class JsonlReader(Reader):
@@ -74,8 +76,16 @@ class JsonlReader(Reader):
             yield from chunk.records()
 
     def file_chunks(self, path: Path) -> Iterator[LineChunk]:
+        source, first_line, pending = str(path), 1, []  # pending: the start of a line not yet ended
         with open_binary(path) as handle:
-            first_line = 1
-            while lines := handle.readlines(CHUNK_BYTES):
-                yield LineChunk(str(path), first_line, lines)
-                first_line += len(lines)
+            while block := handle.read(CHUNK_BYTES):
+                end = block.rfind(b"\n") + 1
+                if not end:
+                    pending.append(block)
+                    continue
+                data = b"".join([*pending, block[:end]])
+                pending = [block[end:]]
+                yield LineChunk(source, first_line, data)
+                first_line += data.count(b"\n")
+        if tail := b"".join(pending):
+            yield LineChunk(source, first_line, tail)

@@ -144,30 +144,24 @@ class Samples:
         return Samples(np.concatenate(ids), np.concatenate(mask), np.array(lengths, dtype=np.int64))
 
 
-def message_codes(trained: bool, header_trained: bool) -> tuple[int, ...]:
+def message_codes(kind: int) -> tuple[int, ...]:
     """The codes of one message's special tokens: start header (then the role), end header (then
-    "\\n\\n"), separator (then the content) and end of turn."""
-    header = SELF_TRAINED | RUN_TRAINED if header_trained else 0
-    return header, header, IS_SEPARATOR | (RUN_TRAINED if trained else 0), SELF_TRAINED if trained else 0
+    "\\n\\n"), separator (then the content) and end of turn. `kind`: 0 untrained, 1 trained, 2 header trained too."""
+    header = SELF_TRAINED | RUN_TRAINED if kind == 2 else 0
+    return header, header, IS_SEPARATOR | (RUN_TRAINED if kind else 0), SELF_TRAINED if kind else 0
 
 
-MESSAGE_CODES = tuple(tuple(message_codes(trained, header) for header in (False, True)) for trained in (False, True))
+MARKS_PER_MESSAGE = 4  # special tokens in one message's marked text, each spelled with one "<|"
 
 
 def trained_flags(messages: tuple[Message, ...], policy: MaskPolicy) -> list[bool]:
     """Whether each message is trained: its own flag if the data set one, else the policy's."""
-    last_assistant = max((i for i, m in enumerate(messages) if m.role == ASSISTANT), default=-1)
-    flags = []
-    for i, message in enumerate(messages):
-        if message.train is not None:
-            flags.append(message.train)
-        elif policy is MaskPolicy.ALL:
-            flags.append(True)
-        elif policy is MaskPolicy.LAST:
-            flags.append(i == last_assistant)
-        else:
-            flags.append(message.role == ASSISTANT)
-    return flags
+    if policy is MaskPolicy.ASSISTANT:
+        return [m.role == ASSISTANT if m.train is None else m.train for m in messages]
+    if policy is MaskPolicy.ALL:
+        return [True if m.train is None else m.train for m in messages]
+    last = max((i for i, m in enumerate(messages) if m.role == ASSISTANT), default=-1)
+    return [i == last if m.train is None else m.train for i, m in enumerate(messages)]
 
 
 class Llama3Template:
@@ -229,30 +223,32 @@ class Llama3Template:
         message by message instead, so typed special-token text always stays text.
         """
         policy, train_headers = self.policy, self.policy is MaskPolicy.ALL
-        parts: list[str] = []
-        codes: list[int] = []
-        slots: list[int] = []
+        headers = self._header_texts
+        parts: list[str] = []  # per sample: BOS, then each message's header, content and end of turn
+        kinds: list[int] = []  # per message: 0 untrained, 1 trained, 2 header trained too
+        sizes: list[int] = []  # per sample: its number of messages
         errors: list[RecordError | None] = []
         exact: dict[int, tuple[list[int], list[int]]] = {}  # sample number -> ids and mask, rendered alone
-        count = 0
         for messages in chats:
             flags = trained_flags(messages, policy)
             if not any(flags):
                 errors.append(RecordError(NO_TRAINED_TOKENS, f"no token is trained under --train-on {policy.value}"))
                 continue
             errors.append(None)
-            count += 1
-            contents = [m.content.strip() for m in messages]
-            if any("<|" in text for text in contents):
-                exact[count - 1] = self._assemble(messages, contents, flags)
-                continue
+            first_part, first_kind = len(parts), len(kinds)
             parts.append(BOS)
-            codes.append(0)
-            for message, text, trained in zip(messages, contents, flags):
-                parts += (self._header_text(message.role), text, EOT)
-                codes += MESSAGE_CODES[trained][trained and train_headers]
-            slots.append(1 + len(messages) * len(MESSAGE_CODES[1][1]))
-        samples = self._tokenize("".join(parts), codes, slots)
+            for message, trained in zip(messages, flags):
+                text = message.content.strip()
+                if "<|" in text:
+                    del parts[first_part:], kinds[first_kind:]
+                    contents = [m.content.strip() for m in messages]
+                    exact[len(sizes) + len(exact)] = self._assemble(messages, contents, flags)
+                    break
+                parts += (headers.get(message.role) or self._header_text(message.role), text, EOT)
+                kinds.append(trained + (trained and train_headers))
+            else:
+                sizes.append(len(messages))
+        samples = self._tokenize("".join(parts), kinds, sizes)
         return (samples.merged(exact) if exact else samples), errors
 
     def _header_text(self, role: str) -> str:
@@ -262,15 +258,24 @@ class Llama3Template:
             text = self._header_texts[role] = f"<|start_header_id|>{role}<|end_header_id|>\n\n{SEPARATOR}"
         return text
 
-    def _tokenize(self, text: str, codes: list[int], slots: list[int]) -> Samples:
-        """Marked text -> samples: ids, the mask from each special token's code, lengths from the slots per sample."""
+    def _tokenize(self, text: str, kinds: list[int], sizes: list[int]) -> Samples:
+        """Marked text -> samples: the ids, the mask from each special token's code, the lengths from the sizes."""
         import numpy as np
 
         ids = self.tokenizer.encode_marked(text, MARKERS)
         at = np.flatnonzero(ids >= self._first_special)
-        if len(at) != len(codes):
-            raise AssertionError(f"{len(at)} special tokens where the template placed {len(codes)}")
-        code = np.array(codes, dtype=np.uint8)
+        sizes = np.array(sizes, dtype=np.int64)
+        # The codes of the special tokens, in order: 0 for each sample's BOS, then four per message.
+        table = np.array([message_codes(kind) for kind in range(3)], dtype=np.uint8)
+        message_codes_ = table[np.array(kinds, dtype=np.int64)]
+        firsts = np.zeros(len(sizes), dtype=np.int64)
+        np.cumsum(sizes[:-1] * MARKS_PER_MESSAGE + 1, out=firsts[1:])
+        code = np.zeros(len(sizes) + MARKS_PER_MESSAGE * len(kinds), dtype=np.uint8)
+        is_message = np.ones(len(code), dtype=bool)
+        is_message[firsts] = False
+        code[is_message] = message_codes_.ravel()
+        if len(at) != len(code):
+            raise AssertionError(f"{len(at)} special tokens where the template placed {len(code)}")
         run = np.diff(at, append=len(ids)) - 1  # the ordinary tokens after each special token
         counts = np.empty(2 * len(at), dtype=np.int64)
         counts[0::2], counts[1::2] = 1, run
@@ -279,9 +284,7 @@ class Llama3Template:
         mask = np.repeat(values, counts)
         separator = (code & IS_SEPARATOR) >> 2
         keep = ids != self._special_ids[SEPARATOR]
-        starts = np.zeros(len(slots), dtype=np.int64)
-        np.cumsum(slots[:-1], out=starts[1:])
-        lengths = np.add.reduceat(1 + run - separator, starts) if slots else np.zeros(0, dtype=np.int64)
+        lengths = np.add.reduceat(1 + run - separator, firsts) if len(sizes) else np.zeros(0, dtype=np.int64)
         return Samples(ids[keep].astype(np.int32), mask[keep], lengths.astype(np.int64))
 
     def _assemble(self, messages: tuple[Message, ...], contents: list[str], flags: list[bool]
