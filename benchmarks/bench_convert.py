@@ -6,7 +6,7 @@ fastest way found here to turn the same message texts into ids with the same tok
 Every timed path runs `--repeat` times, interleaved, and its best run counts. Run from the repository root:
 
     pip install -e '.[bench]'
-    python benchmarks/bench_convert.py --mb 100
+    python benchmarks/bench_convert.py --mb 200
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=float, default=100, help="size of the generated corpus in MB (default 100)")
+    parser.add_argument("--mb", type=float, default=200, help="size of the generated corpus in MB (default 200)")
     parser.add_argument("--input", type=Path, help="an OpenAI-format JSONL corpus to use instead")
     parser.add_argument("--peer-mb", type=float, default=10, help="MB of the corpus the slow peers run on (default 10)")
     parser.add_argument("--workers", default=f"1,{CPUS}", help=f"--workers values to run (default 1,{CPUS})")
@@ -184,18 +184,16 @@ def main() -> None:
         corpus = args.input or Path(tmp) / "corpus.jsonl"
         if not args.input:
             write_corpus(corpus, args.mb)
+        texts, peer_set, peer_mb = [], [], 0.0
         with open(corpus, encoding="utf-8") as handle:
-            conversations = [json.loads(line)["messages"] for line in handle]
-        texts = [m["content"].strip() for c in conversations for m in c]
+            for line in handle:
+                messages = json.loads(line)["messages"]
+                texts += (m["content"].strip() for m in messages)
+                if peer_mb < args.peer_mb:
+                    peer_set.append(messages)
+                    peer_mb += sum(len(m["content"].strip().encode()) for m in messages) / 1e6
         text_mb = sum(len(t.encode()) for t in texts) / 1e6
         sources = {"jsonl": corpus, **(write_other_containers(corpus, Path(tmp)) if set(containers) - {"jsonl"} else {})}
-        peer_set, peer_mb = [], 0.0
-        for conversation in conversations:
-            if peer_mb >= args.peer_mb:
-                break
-            peer_set.append(conversation)
-            peer_mb += sum(len(m["content"].strip().encode()) for m in conversation) / 1e6
-        del conversations
 
         ways = raw_ways(texts)
         runs: dict[str, list[Row]] = {}

@@ -447,7 +447,8 @@ def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Su
         summary.trained_tokens += int(samples.loss_mask.sum())
 
     with Workers(workers, (source.shape, source.template)) as pool, \
-            tqdm(disable=not progress, unit=" rec", desc="converting", dynamic_ncols=True) as bar:
+            tqdm(disable=not progress, unit=" rec", unit_scale=True, smoothing=0, desc="converting",
+                 dynamic_ncols=True) as bar:
         started = time.perf_counter()
         try:
             for result in pool.map(encode_chunk, source.chunks()):
@@ -463,6 +464,7 @@ def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Su
                 write_samples(samples)
                 summary.read += result.read
                 bar.update(result.read)
+                # Updated once per chunk, so the bar costs nothing next to the work; rates are run averages.
                 rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix_str(f"{tqdm.format_sizeof(summary.tokens)} tokens, {tqdm.format_sizeof(rate)} tok/s",
                                     refresh=False)
