@@ -53,3 +53,18 @@ def test_a_dead_worker_is_an_error_not_a_hang():
 def test_at_least_one_worker():
     with pytest.raises(ValueError, match="at least 1"):
         Workers(0, None)
+
+
+def test_the_convert_job_survives_pickling_for_platforms_without_fork(tmp_path):
+    import pickle
+
+    from sftconv.pipeline import SourceOptions, encode_chunk, open_source
+    from sftconv.readers.jsonl import LineChunk
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n')
+    source = open_source([str(path)], SourceOptions())
+    job = (source.shape, source.template)
+    chunk = LineChunk(str(path), 1, path.read_bytes())
+    copied = pickle.loads(pickle.dumps(job))
+    assert encode_chunk(copied, chunk).samples.split() == encode_chunk(job, chunk).samples.split()

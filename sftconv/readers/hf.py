@@ -56,18 +56,33 @@ def dataset_records(dataset, source: str) -> Iterator[Record]:
 
 @dataclass(frozen=True)
 class DatasetChunk(Chunk):
-    """Consecutive rows of a Dataset as an Arrow table, decoded by the dataset's features where the chunk is
-    processed, into the records that `dataset_records` gives."""
+    """Consecutive rows of a Dataset, decoded by the dataset's features where the chunk is processed into
+    the records that `dataset_records` gives.
+
+    The rows travel as an Arrow IPC stream: a pickled slice of a table would carry the whole record
+    batch it was cut from.
+    """
 
     source: str
     first_row: int
-    table: pa.Table
+    rows: pa.Buffer
     features: Any  # datasets.Features
 
+    @classmethod
+    def of(cls, source: str, first_row: int, table: pa.Table, features: Any) -> DatasetChunk:
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return cls(source, first_row, sink.getvalue(), features)
+
     def records(self) -> Iterator[Record | Rejected]:
+        import pyarrow as pa
         from datasets.formatting import PythonFormatter
 
-        batch = PythonFormatter(features=self.features).format_batch(self.table)
+        table = pa.ipc.open_stream(self.rows).read_all()
+        batch = PythonFormatter(features=self.features).format_batch(table)
         for row, values in enumerate(zip(*batch.values()), self.first_row):
             yield Record(Location(self.source, row=row), dict(zip(batch, values)))
 
@@ -90,7 +105,7 @@ class DiskDatasetReader(Reader):
     def file_chunks(self, path: Path) -> Iterator[DatasetChunk]:
         dataset, row = self._load(path), 0
         for table in dataset.with_format("arrow").iter(batch_size=base.CHUNK_RECORDS):
-            yield DatasetChunk(str(path), row, table, dataset.features)
+            yield DatasetChunk.of(str(path), row, table, dataset.features)
             row += table.num_rows
 
     def _load(self, path: Path):
