@@ -1,29 +1,35 @@
 """Throughput of `sftconv convert` beside the raw tokenizer limit and the peers users run today, in one run.
 
-Prints one table: seconds, MB/s of message text, tokens/s, peak RSS and the ratio of each path's wall
-time to the raw tokenizer's (the physical limit of the job). Run from the repository root:
+Prints one table: seconds, MB/s of message text, tokens/s, CPU seconds, peak RSS of the process tree,
+and the ratio of each path's wall time to the raw tokenizer's (the physical limit of the job: the
+fastest way found here to turn the same message texts into ids with the same tokenizer file).
+Every timed path runs `--repeat` times, interleaved, and its best run counts. Run from the repository root:
 
     pip install -e '.[bench]'
-    python benchmarks/bench_convert.py --mb 50
+    python benchmarks/bench_convert.py --mb 200
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from corpus import write_corpus  # noqa: E402
+from measure import Measured, run  # noqa: E402
 
 from sftconv.tokenizer import Tokenizer  # noqa: E402
 
@@ -35,48 +41,68 @@ LLAMA3_MASKED_TEMPLATE = (
     "{% endgeneration %}{% else %}{{ message['content'] | trim + '<|eot_id|>' }}{% endif %}{% endfor %}"
 )
 SEPARATOR = "<|reserved_special_token_245|>"
+CHUNK_CHARS = 1 << 16
+CPUS = os.cpu_count() or 1
+
+_encoding = None  # the raw paths' tiktoken Encoding; a module global so forked processes inherit it
+_chunks: list[str] = []
 
 
-def load(path: Path) -> list[list[dict]]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line)["messages"] for line in handle]
+@dataclass
+class Row:
+    label: str
+    seconds: float
+    text_mb: float
+    tokens: int
+    cpu_seconds: float | None = None
+    rss_mb: float | None = None
+    pss_mb: float | None = None
 
 
-def raw_limit(texts: list[str]) -> tuple[str, float, int]:
-    """The fastest of three ways to turn the texts into ids with the same tokenizer file (ids discarded)."""
-    encoding = Tokenizer()._encoding
-    separator_id = encoding.encode_single_token(SEPARATOR)
+def cpu_now() -> float:
+    """CPU seconds of this process and its waited-for children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
-    def loop(part):
-        return sum(len(encoding.encode_ordinary(t)) for t in part)
 
-    def joined(part):
-        ids = encoding.encode(SEPARATOR.join(part), allowed_special={SEPARATOR}, disallowed_special=())
-        return len(ids) - ids.count(separator_id)
+def loop(texts: list[str]) -> int:
+    return sum(len(_encoding.encode_ordinary(t)) for t in texts)
 
-    chunks, current, size = [], [], 0
+
+def joined(chunk: str) -> int:
+    """A chunk of texts joined by a special token, encoded in one call into an array (the separators are counted out)."""
+    ids = _encoding.encode_to_numpy(chunk, allowed_special={SEPARATOR}, disallowed_special=())
+    return len(ids) - chunk.count(SEPARATOR)
+
+
+def joined_part(part: int) -> int:
+    return sum(joined(c) for c in _chunks[part::CPUS])
+
+
+def raw_ways(texts: list[str]) -> dict:
+    """The ways to turn the texts into ids that compete for the limit; each returns the number of ids."""
+    global _encoding, _chunks
+    _encoding = Tokenizer()._encoding
+    _chunks, current, size = [], [], 0
     for text in texts:
         current.append(text)
         size += len(text)
-        if size > 65_536:
-            chunks.append(current)
+        if size > CHUNK_CHARS:
+            _chunks.append(SEPARATOR.join(current))
             current, size = [], 0
-    chunks.append(current)
-    half = len(texts) // 2
-    ways = {
+    _chunks.append(SEPARATOR.join(current))
+    parts = [texts[i::CPUS] for i in range(CPUS)]
+
+    def processes() -> int:
+        with ProcessPoolExecutor(CPUS, mp_context=multiprocessing.get_context("fork")) as pool:
+            return sum(pool.map(joined_part, range(CPUS)))
+
+    return {
         "loop, 1 thread": lambda: loop(texts),
-        "loop, 2 threads": lambda: sum(ThreadPoolExecutor(2).map(loop, [texts[:half], texts[half:]])),
-        "64 KB joined chunks, 2 threads": lambda: sum(ThreadPoolExecutor(2).map(joined, chunks)),
+        f"loop, {CPUS} threads": lambda: sum(ThreadPoolExecutor(CPUS).map(loop, parts)),
+        f"64 KB joined chunks to numpy, {CPUS} threads": lambda: sum(ThreadPoolExecutor(CPUS).map(joined, _chunks)),
+        f"64 KB joined chunks to numpy, {CPUS} processes": processes,
     }
-    best = None
-    for name, way in ways.items():
-        start = time.perf_counter()
-        tokens = way()
-        elapsed = time.perf_counter() - start
-        print(f"  raw tokenizer, {name}: {elapsed:.2f} s", file=sys.stderr)
-        if best is None or elapsed < best[1]:
-            best = (name, elapsed, tokens)
-    return best
 
 
 def hf_peer(conversations: list[list[dict]]) -> tuple[float, int]:
@@ -110,63 +136,113 @@ def meta_peer(conversations: list[list[dict]]) -> tuple[float, int]:
     return time.perf_counter() - start, tokens
 
 
-def run_sftconv(corpus: Path, extra: list[str]) -> tuple[float, int, int]:
-    """Wall time, tokens written and peak RSS (MB) of a real `sftconv convert` process."""
+def convert(source: Path, extra: list[str], quiet: bool = True) -> tuple[Measured, int]:
+    """A real `sftconv convert` process: its measurements and the tokens it wrote."""
     with tempfile.TemporaryDirectory() as out:
-        script = (
-            "import resource, subprocess, sys, time; s = time.perf_counter();"
-            "subprocess.run(sys.argv[1:], check=True);"
-            "print(time.perf_counter() - s, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-        )
-        command = [sys.executable, "-m", "sftconv", "convert", str(corpus), "-o", out, "-q", *extra]
-        result = subprocess.run([sys.executable, "-c", script, *command], check=True, capture_output=True, text=True)
-        elapsed, rss_kb = result.stdout.split()
+        command = [sys.executable, "-m", "sftconv", "convert", str(source), "-o", out, *(["-q"] if quiet else []), *extra]
+        measured = run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         tokens = json.loads((Path(out) / "manifest.json").read_text())["counts"]["tokens"]
-    return float(elapsed), tokens, int(rss_kb) // 1024
+    return measured, tokens
+
+
+def write_other_containers(corpus: Path, folder: Path) -> dict[str, Path]:
+    """The corpus also as Parquet and as a `save_to_disk` dataset, the same records in the same order."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    table = pj.read_json(corpus)
+    pq.write_table(table, folder / "corpus.parquet", row_group_size=10_000)
+    Dataset(InMemoryTable(table)).save_to_disk(str(folder / "corpus-hf"))
+    return {"parquet": folder / "corpus.parquet", "hf": folder / "corpus-hf"}
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return f"{CPUS} CPUs ({model}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=float, default=50, help="size of the generated corpus in MB (default 50)")
+    parser.add_argument("--mb", type=float, default=200, help="size of the generated corpus in MB (default 200)")
     parser.add_argument("--input", type=Path, help="an OpenAI-format JSONL corpus to use instead")
-    parser.add_argument("--peer-mb", type=float, default=10, help="MB of the corpus the slow peers run on")
-    parser.add_argument("--sftconv-args", default="", help="extra convert options, e.g. '--workers 2'")
+    parser.add_argument("--peer-mb", type=float, default=10, help="MB of the corpus the slow peers run on (default 10)")
+    parser.add_argument("--workers", default=f"1,{CPUS}", help=f"--workers values to run (default 1,{CPUS})")
+    parser.add_argument("--containers", default="jsonl,parquet,hf",
+                        help="input containers to convert from (default jsonl,parquet,hf)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each timed path; the best counts (default 2)")
+    parser.add_argument("--sftconv-args", default="", help="extra convert options, e.g. '--format megatron'")
     args = parser.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
+    containers = args.containers.split(",")
+    extra = args.sftconv_args.split()
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = args.input or Path(tmp) / "corpus.jsonl"
         if not args.input:
             write_corpus(corpus, args.mb)
-        conversations = load(corpus)
-        texts = [m["content"].strip() for c in conversations for m in c]
+        texts, peer_set, peer_mb = [], [], 0.0
+        with open(corpus, encoding="utf-8") as handle:
+            for line in handle:
+                messages = json.loads(line)["messages"]
+                texts += (m["content"].strip() for m in messages)
+                if peer_mb < args.peer_mb:
+                    peer_set.append(messages)
+                    peer_mb += sum(len(m["content"].strip().encode()) for m in messages) / 1e6
         text_mb = sum(len(t.encode()) for t in texts) / 1e6
-        peer_set, peer_mb = [], 0.0
-        for conversation in conversations:
-            if peer_mb >= args.peer_mb:
-                break
-            peer_set.append(conversation)
-            peer_mb += sum(len(m["content"].strip().encode()) for m in conversation) / 1e6
+        sources = {"jsonl": corpus, **(write_other_containers(corpus, Path(tmp)) if set(containers) - {"jsonl"} else {})}
 
-        rows = []
-        name, limit, tokens = raw_limit(texts)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
-        rows.append((f"raw tokenizer limit ({name})", limit, text_mb, tokens, None))
+        ways = raw_ways(texts)
+        runs: dict[str, list[Row]] = {}
+        for attempt in range(args.repeat):
+            for name, way in ways.items():
+                start, cpu = time.perf_counter(), cpu_now()
+                tokens = way()
+                runs.setdefault(f"raw tokenizer: {name}", []).append(
+                    Row(f"raw tokenizer: {name}", time.perf_counter() - start, text_mb, tokens, cpu_now() - cpu))
+            for container in containers:
+                for count in workers:
+                    label = f"sftconv convert, {container} input, --workers {count}"
+                    measured, tokens = convert(sources[container], ["--workers", str(count), *extra])
+                    runs.setdefault(label, []).append(Row(label, measured.seconds, text_mb, tokens, measured.cpu_seconds,
+                                                          measured.peak_rss_mb, measured.peak_pss_mb))
+            label = f"sftconv convert, jsonl input, --workers {workers[-1]}, progress bar on"
+            measured, tokens = convert(corpus, ["--workers", str(workers[-1]), *extra], quiet=False)
+            runs.setdefault(label, []).append(Row(label, measured.seconds, text_mb, tokens, measured.cpu_seconds,
+                                                  measured.peak_rss_mb, measured.peak_pss_mb))
+            print(f"  run {attempt + 1} of {args.repeat} done", file=sys.stderr)
+        best = {label: min(rows, key=lambda r: r.seconds) for label, rows in runs.items()}
+        raw = [row for label, row in best.items() if label.startswith("raw")]
+        limit = min(raw, key=lambda r: r.seconds)
+        peers = []
         for label, peer in [("HF apply_chat_template + masks", hf_peer), ("Meta ChatFormat", meta_peer)]:
-            elapsed, peer_tokens = peer(peer_set)
-            rows.append((f"{label} (first {peer_mb:.0f} MB)", elapsed, peer_mb, peer_tokens, None))
-        elapsed, written, rss = run_sftconv(corpus, args.sftconv_args.split())
-        rows.append((f"sftconv convert {args.sftconv_args}".strip(), elapsed, text_mb, written, rss))
+            seconds, tokens = peer(peer_set)
+            peers.append(Row(f"{label} (first {peer_mb:.0f} MB)", seconds, peer_mb, tokens))
+    load_after = os.getloadavg()
 
-    print(f"corpus: {len(conversations):,} conversations, {text_mb:.1f} MB of message text; "
-          f"machine: {os.cpu_count()} CPUs; benchmark process peak RSS {peak} MB")
-    print(f"{'path':<58}{'s':>8}{'MB/s':>8}{'Mtok/s':>8}{'RSS MB':>8}{'time/limit':>12}")
-    limit_rate = text_mb / limit
-    for label, seconds, mb, tokens, rss in rows:
-        rate = mb / seconds
-        print(f"{label:<58}{seconds:>8.2f}{rate:>8.1f}{tokens / seconds / 1e6:>8.2f}"
-              f"{rss if rss is not None else '':>8}{limit_rate / rate:>12.2f}")
-    fastest_peer = max(rows[1][2] / rows[1][1], rows[2][2] / rows[2][1])
-    print(f"sftconv vs faster peer: {(rows[-1][2] / rows[-1][1]) / fastest_peer:.1f}x")
+    print(f"corpus: {len(texts):,} messages, {text_mb:.1f} MB of message text")
+    print(f"machine: {machine()}; load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    print(f"limit: {limit.label.removeprefix('raw tokenizer: ')}")
+    print()
+    header = (f"| {'path':<62} | {'s':>6} | {'MB/s':>6} | {'Mtok/s':>6} | {'CPU s':>6} | {'RSS MB':>6} | {'PSS MB':>6} "
+              f"| {'time/limit':>10} |")
+    print(header)
+    print("|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|")
+    faster_peer = max(p.text_mb / p.seconds for p in peers)
+    for row in [*raw, *peers, *[r for label, r in best.items() if not label.startswith("raw")]]:
+        rate = row.text_mb / row.seconds
+        cpu = f"{row.cpu_seconds:.2f}" if row.cpu_seconds is not None else ""
+        rss = f"{row.rss_mb:.0f}" if row.rss_mb is not None else ""
+        pss = f"{row.pss_mb:.0f}" if row.pss_mb is not None else ""
+        print(f"| {row.label:<62} | {row.seconds:>6.2f} | {rate:>6.1f} | {row.tokens / row.seconds / 1e6:>6.2f} "
+              f"| {cpu:>6} | {rss:>6} | {pss:>6} | {(text_mb / limit.seconds) / rate:>10.2f} |")
+    print()
+    for label, row in best.items():
+        if label.startswith("sftconv") and "progress" not in label:
+            print(f"{label}: {row.text_mb / row.seconds / faster_peer:.1f}x the faster peer")
 
 
 if __name__ == "__main__":

@@ -224,8 +224,11 @@ class ByteSize(click.ParamType):
               help="skip: write bad records to rejects.jsonl and go on; fail: stop at the first one (exit 1).")
 @click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in the output folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that parse, render and tokenize; 1 runs everything in one process. The output "
+                   "is the same whatever the number.  [default: the number of CPU cores]")
 def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len, overflow, pack, pack_window,
-            on_error, overwrite, quiet, **source):
+            on_error, overwrite, quiet, workers, **source):
     """Convert chat records (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into tokenized shards.
 
     Each record becomes one sample in the Llama 3 Instruct format (or, with --template
@@ -254,6 +257,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
             --content-field text --role-alias bot=assistant --system "You are helpful."
         sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
     """
+    from .engine import default_workers
     from .pipeline import ConvertError, ConvertOptions
     from .pipeline import convert as run_convert
 
@@ -270,7 +274,8 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
         pack=pack, pack_window=pack_window or DEFAULT_WINDOW)
     try:
-        summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, progress=not quiet)
+        summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, progress=not quiet,
+                              workers=workers or default_workers())
     except ConvertError as error:
         raise click.ClickException(str(error)) from error
     for warning in summary.warnings:

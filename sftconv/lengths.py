@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from .template import Encoded
+from .template import Encoded, Samples
 
 
 class Overflow(str, Enum):
@@ -36,16 +36,15 @@ class LengthStats:
         }
 
 
-def turn_cut(sample: Encoded, limit: int, turn_ends: frozenset[int]) -> int:
+def turn_cut(input_ids: list[int], loss_mask: list[int], limit: int, turn_ends: frozenset[int]) -> int:
     """Length of the longest prefix of whole turns that fits in `limit` and ends with a trained turn; 0 if none.
 
     Every turn ends with `<|eot_id|>`, or in Llama 3.1 with `<|eom_id|>` when it waits for a tool's
     result, and content never contains those ids (it is encoded as text), so turn ends are exactly
     the positions of `turn_ends`; a turn is trained iff its end is.
     """
-    ids, mask = sample.input_ids, sample.loss_mask
-    for i in range(min(limit, len(ids)) - 1, -1, -1):
-        if mask[i] and ids[i] in turn_ends:
+    for i in range(min(limit, len(input_ids)) - 1, -1, -1):
+        if loss_mask[i] and input_ids[i] in turn_ends:
             return i + 1
     return 0
 
@@ -83,27 +82,47 @@ class LengthPolicy:
 
     def fit(self, sample: Encoded) -> Encoded | None:
         """The sample itself if it fits, else its cut per the rule, or None if it is dropped."""
-        if len(sample.input_ids) <= self.max_seq_len:
+        end = self.kept_length(sample.input_ids, sample.loss_mask)
+        if end == len(sample.input_ids):
             return sample
-        self.stats.over_limit += 1
-        kept = self._cut(sample)
-        if kept is None:
-            self.stats.dropped += 1
-            self.stats.tokens_lost += len(sample.input_ids)
-            self.stats.trained_tokens_lost += sample.trained_tokens
-            return None
-        self.stats.truncated += 1
-        self.stats.tokens_lost += len(sample.input_ids) - len(kept.input_ids)
-        self.stats.trained_tokens_lost += sample.trained_tokens - kept.trained_tokens
-        return kept
+        return Encoded(sample.input_ids[:end], sample.loss_mask[:end], sample.location) if end else None
 
-    def _cut(self, sample: Encoded) -> Encoded | None:
-        if self.overflow is Overflow.DROP:
-            return None
-        if self.overflow is Overflow.TRUNCATE:
-            end = turn_cut(sample, self.max_seq_len, self.turn_ends)
-        else:
-            end = self.max_seq_len if any(sample.loss_mask[:self.max_seq_len]) else 0
+    def fit_samples(self, samples: Samples) -> Samples:
+        """`fit` for many samples at once, in order; only the ones over the limit are looked at one by one."""
+        import numpy as np
+
+        over = np.flatnonzero(samples.lengths > self.max_seq_len)
+        if not len(over):
+            return samples
+        offsets, lengths = samples.offsets, samples.lengths
+        kept = lengths.copy()
+        for i in over.tolist():
+            start, stop = offsets[i], offsets[i + 1]
+            kept[i] = self.kept_length(samples.input_ids[start:stop].tolist(), samples.loss_mask[start:stop].tolist())
+        position = np.arange(len(samples.input_ids)) - np.repeat(offsets[:-1], lengths)
+        keep = position < np.repeat(kept, lengths)
+        return Samples(samples.input_ids[keep], samples.loss_mask[keep], kept[kept > 0])
+
+    def kept_length(self, input_ids: list[int], loss_mask: list[int]) -> int:
+        """How many leading tokens of a sample the rule keeps: all if it fits, 0 if it is dropped; counted in `stats`."""
+        if len(input_ids) <= self.max_seq_len:
+            return len(input_ids)
+        self.stats.over_limit += 1
+        end = self._cut(input_ids, loss_mask)
+        trained = sum(loss_mask)
         if end == 0:
-            return None
-        return Encoded(sample.input_ids[:end], sample.loss_mask[:end], sample.location)
+            self.stats.dropped += 1
+            self.stats.tokens_lost += len(input_ids)
+            self.stats.trained_tokens_lost += trained
+        else:
+            self.stats.truncated += 1
+            self.stats.tokens_lost += len(input_ids) - end
+            self.stats.trained_tokens_lost += trained - sum(loss_mask[:end])
+        return end
+
+    def _cut(self, input_ids: list[int], loss_mask: list[int]) -> int:
+        if self.overflow is Overflow.DROP:
+            return 0
+        if self.overflow is Overflow.TRUNCATE:
+            return turn_cut(input_ids, loss_mask, self.max_seq_len, self.turn_ends)
+        return self.max_seq_len if any(loss_mask[:self.max_seq_len]) else 0

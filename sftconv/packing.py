@@ -12,8 +12,12 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .template import Encoded
+from .template import Encoded, Samples
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_WINDOW = 1000  # samples packed together: bounds memory, and is plenty for near-full rows
 
@@ -30,6 +34,27 @@ class PackedRow:
     def position_ids(self) -> list[int]:
         """Each token's position within its own sample."""
         return [position for length in self.seq_lens for position in range(length)]
+
+
+@dataclass(frozen=True)
+class PackedRows:
+    """Packed rows as flat arrays: `samples` in row order, the first `row_sizes[0]` of them in row 0, and so on."""
+
+    samples: Samples
+    row_sizes: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.row_sizes)
+
+    def rows(self) -> list[PackedRow]:
+        """Each row as a PackedRow of lists."""
+        pairs, lengths, rows, start = self.samples.split(), self.samples.lengths.tolist(), [], 0
+        for size in self.row_sizes.tolist():
+            members = range(start, start + size)
+            rows.append(PackedRow([t for i in members for t in pairs[i][0]], [m for i in members for m in pairs[i][1]],
+                                  tuple(lengths[start:start + size])))
+            start += size
+        return rows
 
 
 def best_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:
@@ -81,36 +106,49 @@ class Packer:
             raise ValueError(f"seq_len and window must be at least 1, found {seq_len} and {window}")
         self.seq_len = seq_len
         self.window = window
-        self._pending: list[Encoded] = []
+        self._pending = Samples.from_lists([])
 
     def add(self, samples: Iterable[Encoded]) -> list[PackedRow]:
         """Take samples; return the rows of every window they completed."""
-        self._pending.extend(samples)
-        rows: list[PackedRow] = []
-        while len(self._pending) >= self.window:
-            window, self._pending = self._pending[:self.window], self._pending[self.window:]
+        return self.add_samples(Samples.from_lists((s.input_ids, s.loss_mask) for s in samples)).rows()
+
+    def flush(self) -> list[PackedRow]:
+        """The rows of the last, partial window."""
+        return self.flush_samples().rows()
+
+    def add_samples(self, samples: Samples) -> PackedRows:
+        """`add` for samples in flat arrays."""
+        import numpy as np
+
+        pending = Samples.concat([self._pending, samples])
+        done: list[PackedRows] = []
+        while len(pending) >= self.window:
+            window = pending.take(np.arange(self.window))
+            rest = pending.take(np.arange(self.window, len(pending)))
             bins = self._bins(window)
             if len(bins) > 1:
                 # The emptiest row's samples go back to the front of the queue to fill up rows of the
                 # next window: no window leaves a half-empty row behind, and memory grows by one row at most.
-                emptiest = min(range(len(bins)), key=lambda b: (sum(len(window[i].input_ids) for i in bins[b]), -b))
-                self._pending[:0] = [window[i] for i in bins.pop(emptiest)]
-            rows += [self._row(window, members) for members in bins]
-        return rows
+                lengths = window.lengths.tolist()
+                emptiest = min(range(len(bins)), key=lambda b: (sum(lengths[i] for i in bins[b]), -b))
+                rest = Samples.concat([window.take(bins.pop(emptiest)), rest])
+            done.append(self._rows(window, bins))
+            pending = rest
+        self._pending = pending
+        return PackedRows(Samples.concat([d.samples for d in done] or [Samples.from_lists([])]),
+                          np.concatenate([d.row_sizes for d in done] or [np.zeros(0, dtype=np.int64)]))
 
-    def flush(self) -> list[PackedRow]:
-        """The rows of the last, partial window."""
-        window, self._pending = self._pending, []
-        return [self._row(window, members) for members in self._bins(window)]
+    def flush_samples(self) -> PackedRows:
+        """`flush` for samples in flat arrays."""
+        window, self._pending = self._pending, Samples.from_lists([])
+        return self._rows(window, self._bins(window))
 
-    def _bins(self, samples: list[Encoded]) -> list[list[int]]:
-        return best_fit_decreasing([len(s.input_ids) for s in samples], self.seq_len)
+    def _bins(self, samples: Samples) -> list[list[int]]:
+        return best_fit_decreasing(samples.lengths.tolist(), self.seq_len)
 
     @staticmethod
-    def _row(samples: list[Encoded], members: list[int]) -> PackedRow:
-        input_ids: list[int] = []
-        loss_mask: list[int] = []
-        for index in members:
-            input_ids += samples[index].input_ids
-            loss_mask += samples[index].loss_mask
-        return PackedRow(input_ids, loss_mask, tuple(len(samples[i].input_ids) for i in members))
+    def _rows(samples: Samples, bins: list[list[int]]) -> PackedRows:
+        import numpy as np
+
+        return PackedRows(samples.take([i for members in bins for i in members]),
+                          np.array([len(members) for members in bins], dtype=np.int64))

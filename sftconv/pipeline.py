@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 
 from . import __version__
 from .conversation import SPECIAL_TEXT, TOO_LONG, Conversation, Record, RecordError, Rejected
+from .engine import WorkerError, Workers
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
+from .readers.base import Chunk, RecordChunk
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
 from .shapes.turns import checked_texts
-from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
+from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
 from .tokenizer import Tokenizer
 from .writers import MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, write_manifest
+from .writers.shards import Columns
 
-BATCH_RECORDS = 1024  # records shaped and tokenized together
+BATCH_RECORDS = 1024  # records shaped and tokenized together by `encode_batches`
 DETECT_RECORDS = 100  # records at the start of each input that decide its shape under --shape auto
 SPECIAL_TEXT_POLICIES = ("keep", "reject")  # --special-text: what to do with a record holding special-token text
 
@@ -151,6 +156,7 @@ class Summary:
     shards: list[ShardInfo] = field(default_factory=list)
     shapes: dict[str, str | None] = field(default_factory=dict)  # input -> its shape (None: no records)
     warnings: list[str] = field(default_factory=list)
+    special_text_records: int = 0  # records holding special-token text or another template's markers
 
     @property
     def rejected(self) -> int:
@@ -226,8 +232,9 @@ class InputShape:
 class FileShapes:
     """Shapes each record with the shape resolved for the input it came from (inputs may differ in shape)."""
 
-    def __init__(self, by_input: dict[str, InputShape | None]):
+    def __init__(self, by_input: dict[str, InputShape | None], special_text: str = "keep"):
         self.by_input = by_input
+        self.special_text = special_text  # one of SPECIAL_TEXT_POLICIES: what encode_chunk does with such text
 
     def __call__(self, record: Record) -> Conversation:
         return self.by_input[record.location.source](record)
@@ -248,37 +255,29 @@ class Source:
     shape: FileShapes
     split: str | None = None
     warnings: list[str] = field(default_factory=list)
-    special_text: str = "keep"  # one of SPECIAL_TEXT_POLICIES
-    special_text_records: int = 0  # records seen holding special-token text or a foreign template marker
 
     def records(self) -> Iterator[Record | Rejected]:
-        """Every record of every input, in order; with `special_text="reject"` one holding such text is Rejected.
-
-        Such text is never a control token either way (the tokenizer encodes it as plain text); it is
-        looked for in every string of the record, as `validate` does, and counted.
+        """Every record of every input, in order.
 
         Raises:
             ConvertError: an input cannot be read (corrupt, truncated...).
         """
-        from .validate.text import first_marker
-
         try:
-            for item in read_records(self.paths, split=self.split):
-                finding = first_marker(item.data) if isinstance(item, Record) else None
-                if finding is not None:
-                    self.special_text_records += 1
-                    if self.special_text == "reject":
-                        item = Rejected(item.location, SPECIAL_TEXT, f"{finding.field}: {finding.detail}", item.data)
-                yield item
+            yield from read_records(self.paths, split=self.split)
         except ReaderError as error:
             raise ConvertError(str(error)) from error
 
-    def special_text_warning(self) -> str | None:
-        """The summary's warning about kept special-token text, if any was seen."""
-        if self.special_text != "keep" or not self.special_text_records:
-            return None
-        return (f"{self.special_text_records:,} record(s) hold special-token text or another template's markers, "
-                "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
+    def chunks(self) -> Iterator[Chunk]:
+        """Every record of every input, in order, in chunks that a worker process can decode and encode.
+
+        Raises:
+            ConvertError: an input cannot be read (corrupt, truncated...).
+        """
+        try:
+            for path in self.paths:
+                yield from reader_for(path, split=self.split).chunks(path)
+        except ReaderError as error:
+            raise ConvertError(str(error)) from error
 
 
 def open_source(inputs: list[str], options: SourceOptions) -> Source:
@@ -314,8 +313,8 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         tokenizer = Tokenizer(options.tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
-    return Source(paths, tokenizer, options.make_template(tokenizer), FileShapes(by_input),
-                  split=options.split, warnings=warnings, special_text=options.special_text)
+    return Source(paths, tokenizer, options.make_template(tokenizer), FileShapes(by_input, options.special_text),
+                  split=options.split, warnings=warnings)
 
 
 def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
@@ -340,6 +339,52 @@ def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
     return sample, not seen
 
 
+@dataclass(frozen=True)
+class EncodedChunk:
+    """What becomes of a chunk: its samples, its rejects (each with its position in the chunk), the records read."""
+
+    samples: Samples
+    rejected: list[tuple[int, Rejected]]
+    read: int
+    marked: int  # records holding special-token text or another template's markers
+
+
+def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> EncodedChunk:
+    """Decode, shape and render one chunk; runs in a worker process, so it returns flat arrays, cheap to send back.
+
+    Special-token text is never a control token (the tokenizer encodes it as plain text); it is looked
+    for in every string of each record, as `validate` does, counted, and rejected under
+    `special_text="reject"`.
+    """
+    from .validate.text import first_marker
+
+    shape, template = job
+    chats: list[Conversation] = []
+    shaped: list[tuple[int, Record]] = []
+    rejected: list[tuple[int, Rejected]] = []
+    read = marked = 0
+    for index, item in enumerate(chunk.records()):
+        read += 1
+        if isinstance(item, Record):
+            finding = first_marker(item.data)
+            marked += finding is not None
+            try:
+                if finding is not None and shape.special_text == "reject":
+                    raise RecordError(SPECIAL_TEXT, f"{finding.field}: {finding.detail}")
+                chats.append(shape(item))
+                shaped.append((index, item))
+                continue
+            except RecordError as error:
+                item = Rejected(item.location, error.reason, error.detail, item.data)
+        rejected.append((index, item))
+    samples, errors = template.render_samples(chats)
+    failed = [(index, Rejected(item.location, error.reason, error.detail, item.data))
+              for (index, item), error in zip(shaped, errors) if error is not None]
+    if failed:
+        rejected = sorted(rejected + failed, key=itemgetter(0))
+    return EncodedChunk(samples, rejected, read, marked)
+
+
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
                    ) -> Iterator[list[Encoded | Rejected]]:
     """Shape and render records a batch at a time; each item becomes a sample or a Rejected, in input order.
@@ -348,28 +393,15 @@ def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Te
     Conversation; `Source.shape` is one.
     """
     for batch in batched(items, BATCH_RECORDS):
-        outcomes: list[Rejected | Record] = []
-        conversations: list[Conversation] = []
-        for item in batch:
-            if isinstance(item, Record):
-                try:
-                    conversations.append(shape(item))
-                except RecordError as error:
-                    item = Rejected(item.location, error.reason, error.detail, item.data)
-            outcomes.append(item)
-        rendered = iter(template.render_batch(conversations))
-        results: list[Encoded | Rejected] = []
-        for item in outcomes:
-            if isinstance(item, Record):
-                result = next(rendered)
-                item = result if isinstance(result, Encoded) else Rejected(
-                    item.location, result.reason, result.detail, item.data)
-            results.append(item)
-        yield results
+        result = encode_chunk((shape, template), RecordChunk(batch))
+        rejected = dict(result.rejected)
+        rendered = iter(result.samples.split())
+        yield [rejected[i] if i in rejected else Encoded(*next(rendered), item.location)
+               for i, item in enumerate(batch)]
 
 
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
-            progress: bool = False) -> Summary:
+            progress: bool = False, workers: int = 1) -> Summary:
     """Convert raw chat records into tokenized shards, `rejects.jsonl` and `manifest.json`.
 
     Args:
@@ -378,10 +410,12 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         options: what decides the output bytes.
         overwrite: replace a previous run's files in `out_dir`.
         progress: show a progress bar on stderr.
+        workers: processes that decode, shape and tokenize (1: all in this process); the output
+            is the same whatever the number.
 
     Raises:
-        ConvertError: no input, an unreadable input, a non-empty output folder, or (with
-            `on_error="fail"`) the first rejected record.
+        ConvertError: no input, an unreadable input, a non-empty output folder, a worker process
+            that died, or (with `on_error="fail"`) the first rejected record.
     """
     source = open_source(inputs, options)
     out_dir = Path(out_dir)
@@ -392,9 +426,11 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     summary = Summary(pack=options.pack)
     summary.shapes, summary.warnings = source.shape.names, list(source.warnings)
     try:
-        run(source, writer, rejects, summary, options, progress)
-        if warning := source.special_text_warning():
-            summary.warnings.append(warning)
+        run(source, writer, rejects, summary, options, progress=progress, workers=workers)
+        if options.special_text == "keep" and summary.special_text_records:
+            summary.warnings.append(
+                f"{summary.special_text_records:,} record(s) hold special-token text or another template's markers, "
+                "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
         summary.shards = writer.close()
         rejects.close()
     except BaseException:
@@ -423,11 +459,15 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
 
 
 def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Summary,
-        options: ConvertOptions, progress: bool) -> None:
+        options: ConvertOptions, *, progress: bool = False, workers: int = 1) -> None:
     """Stream the source's samples through the length policy and packer into the writer, counting each.
 
-    Rejected records go to the rejects file (or, with `on_error="fail"`, stop the run); samples the
-    length policy drops are counted by reason.
+    Chunks are encoded by `workers` processes and taken back in input order; rejected records go to
+    the rejects file (or, with `on_error="fail"`, stop the run); samples the length policy drops are
+    counted by reason.
+
+    Raises:
+        ConvertError: a worker process died, or the first rejected record under `on_error="fail"`.
     """
     from tqdm import tqdm
 
@@ -436,33 +476,47 @@ def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Su
                                                       eom_id=source.tokenizer.eom_id)
     packer = None if options.pack is None else Packer(options.pack, options.pack_window)
 
-    def write(rows: list) -> None:
-        writer.write(rows)
-        summary.rows += len(rows)
+    def write(columns: Columns) -> None:
+        writer.write_columns(columns)
+        summary.rows += len(columns)
 
-    with tqdm(disable=not progress, unit=" rec", desc="converting", dynamic_ncols=True) as bar:
-        for results in encode_batches(source.records(), source.shape, source.template):
-            samples = []
-            for item in results:
-                if isinstance(item, Encoded):
-                    kept = item if lengths is None else lengths.fit(item)
-                    if kept is None:
-                        summary.dropped_by_reason[TOO_LONG] += 1
-                    else:
-                        samples.append(kept)
-                elif options.on_error == "fail":
-                    raise ConvertError(f"{item.location}: {item.reason}: {item.detail}")
-                else:
+    def write_samples(samples: Samples) -> None:
+        if lengths is not None:
+            kept = lengths.fit_samples(samples)
+            if len(kept) < len(samples):
+                summary.dropped_by_reason[TOO_LONG] += len(samples) - len(kept)
+            samples = kept
+        write(Columns.from_samples(samples) if packer is None else Columns.from_packed(packer.add_samples(samples)))
+        summary.written += len(samples)
+        summary.tokens += int(samples.lengths.sum())
+        summary.trained_tokens += int(samples.loss_mask.sum())
+
+    with Workers(workers, (source.shape, source.template)) as pool, \
+            tqdm(disable=not progress, unit=" rec", unit_scale=True, smoothing=0, desc="converting",
+                 dynamic_ncols=True) as bar:
+        started = time.perf_counter()
+        try:
+            for result in pool.map(encode_chunk, source.chunks()):
+                samples, rejected = result.samples, result.rejected
+                if rejected and options.on_error == "fail":
+                    # Write what came before the first bad record, so the shards it completes are kept.
+                    position, first = rejected[0]
+                    write_samples(samples.take(range(position)))
+                    raise ConvertError(f"{first.location}: {first.reason}: {first.detail}")
+                for _, item in rejected:
                     summary.rejected_by_reason[item.reason] += 1
                     rejects.write(item)
-            write(samples if packer is None else packer.add(samples))
-            summary.read += len(results)
-            summary.written += len(samples)
-            summary.tokens += sum(len(s.input_ids) for s in samples)
-            summary.trained_tokens += sum(s.trained_tokens for s in samples)
-            bar.update(len(results))
-            bar.set_postfix(tokens=summary.tokens, refresh=False)
+                write_samples(samples)
+                summary.read += result.read
+                summary.special_text_records += result.marked
+                bar.update(result.read)
+                # Updated once per chunk, so the bar costs nothing next to the work; rates are run averages.
+                rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix_str(f"{tqdm.format_sizeof(summary.tokens)} tokens, {tqdm.format_sizeof(rate)} tok/s",
+                                    refresh=False)
+        except WorkerError as error:
+            raise ConvertError(str(error)) from error
         if packer is not None:
-            write(packer.flush())
+            write(Columns.from_packed(packer.flush_samples()))
     if lengths is not None:
         summary.lengths = lengths.stats

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+from collections.abc import Set
 from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tiktoken
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Llama 3's split regex, as in Meta's reference tokenizer (llama_models/llama3/tokenizer.py).
 PAT_STR = (
@@ -78,6 +83,7 @@ class Tokenizer:
     """
 
     def __init__(self, path: str | Path | None = None):
+        self._given = path
         self.path = Path(path) if path is not None else default_tokenizer_path()
         self.name = str(path) if path is not None else DEFAULT_TOKENIZER_NAME
         data = self.path.read_bytes()
@@ -88,6 +94,10 @@ class Tokenizer:
         self._encoding = tiktoken.Encoding(
             name=self.path.name, pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=self.special_tokens
         )
+
+    def __reduce__(self):
+        """Pickled as its file, loaded again where it is unpickled (a worker process started by spawn)."""
+        return type(self), (self._given,)
 
     @cached_property
     def bos_id(self) -> int:
@@ -114,6 +124,20 @@ class Tokenizer:
         """Ids of many texts as ordinary text, in order."""
         encode = self._encoding.encode_ordinary
         return [encode(text) for text in texts]
+
+    def encode_marked(self, text: str, markers: Set[str]) -> np.ndarray:
+        """Ids (uint32) of text that the caller laid out: the special tokens named in `markers` become
+        their ids, the text between them is ordinary text, encoded exactly as `encode` would encode each piece.
+
+        Only for text whose ordinary parts are known not to contain those names: never for user text as such.
+        """
+        try:
+            return self._encoding.encode_to_numpy(text, allowed_special=markers, disallowed_special=())
+        except UnicodeEncodeError:
+            # A lone surrogate (JSON allows "\\ud800"): replaced as `encode` replaces it. The markers
+            # around each piece are not surrogates, so no two pieces can pair up.
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return self._encoding.encode_to_numpy(text, allowed_special=markers, disallowed_special=())
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`, special tokens written as their names."""

@@ -66,7 +66,7 @@ def run(data: bytes, tokenizer, template_name: str, shape_name: str | None, spec
             return
         template = (Llama31Template if template_name == "llama3.1" else Llama3Template)(tokenizer)
         shaped = InputShape(SHAPES[name](), FieldMapping(), TurnRules())
-        source = Source([path], tokenizer, template, FileShapes({str(path): shaped}), special_text=special_text)
+        source = Source([path], tokenizer, template, FileShapes({str(path): shaped}, special_text))
         try:
             results = [item for batch in encode_batches(source.records(), source.shape, template) for item in batch]
         except ConvertError:

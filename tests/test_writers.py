@@ -183,3 +183,24 @@ def test_shard_sizes_parse(text, size):
     from sftconv.cli import ByteSize
 
     assert ByteSize().convert(text, None, None) == size
+
+
+@pytest.mark.parametrize("output_format", FORMATS)
+def test_bytes_do_not_depend_on_how_rows_are_handed_to_the_writer(tmp_path, output_format):
+    from sftconv.template import Samples
+    from sftconv.writers.shards import BATCH_ROWS, Columns
+
+    rng = random.Random(3)
+    lengths = [rng.choice([1, 5, 300, 5000]) for _ in range(3 * BATCH_ROWS)]
+    samples = Samples.from_lists(([7] * n, [i % 2] * n) for i, n in enumerate(lengths))
+    outputs = []
+    for name, sizes in [("whole", [len(lengths)]), ("pieces", [1, 2, 700, 1, 1500] + [50] * 200)]:
+        writer = WRITERS[output_format](tmp_path / name, shard_rows=2000)
+        (tmp_path / name).mkdir()
+        start = 0
+        for size in sizes:
+            writer.write_columns(Columns.from_samples(samples.take(range(start, min(start + size, len(lengths))))))
+            start = min(start + size, len(lengths))
+        writer.close()
+        outputs.append({p.name: p.read_bytes() for p in sorted((tmp_path / name).iterdir())})
+    assert outputs[0] == outputs[1] and len(outputs[0]) > 1

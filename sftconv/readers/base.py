@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from ..conversation import Record, Rejected
 
+CHUNK_RECORDS = 256  # records per chunk from a reader that decodes its records itself
+
 
 class ReaderError(Exception):
     """A whole input cannot be read (missing, corrupt, truncated, not the format its name says)."""
+
+
+class Chunk:
+    """A run of consecutive records of one input, small enough to send to a worker process.
+
+    A reader may leave decoding to the chunk (`records` runs where the chunk is processed), so that
+    parsing is spread over the workers too.
+    """
+
+    def records(self) -> Iterator[Record | Rejected]:
+        """The chunk's records (or Rejected parts) in input order."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class RecordChunk(Chunk):
+    """Records that were already decoded."""
+
+    items: list[Record | Rejected]
+
+    def records(self) -> Iterator[Record | Rejected]:
+        return iter(self.items)
 
 
 class Reader:
@@ -22,16 +48,34 @@ class Reader:
         """Yield each record of `path`, or a Rejected for a part that cannot be decoded."""
         raise NotImplementedError
 
+    def file_chunks(self, path: Path) -> Iterator[Chunk]:
+        """`read_file`'s records in chunks; a reader that can leave decoding to the chunk overrides this."""
+        records = self.read_file(path)
+        while items := list(islice(records, CHUNK_RECORDS)):
+            yield RecordChunk(items)
+
     def read(self, path: Path) -> Iterator[Record | Rejected]:
         """`read_file`, with a failure of the whole input raised as a ReaderError that names it.
 
         Raises:
             ReaderError: the input cannot be opened, is corrupt, or its compressed stream is truncated.
         """
+        return self._named_failures(path, self.read_file(path))
+
+    def chunks(self, path: Path) -> Iterator[Chunk]:
+        """`file_chunks`, with failures raised as `read` raises them.
+
+        Raises:
+            ReaderError: as for `read`.
+        """
+        return self._named_failures(path, self.file_chunks(path))
+
+    @staticmethod
+    def _named_failures(path: Path, items: Iterator) -> Iterator:
         import zstandard
 
         try:
-            yield from self.read_file(path)
+            yield from items
         except ReaderError:
             raise
         except (OSError, EOFError, zstandard.ZstdError) as error:

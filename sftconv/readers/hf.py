@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..conversation import Location, Record, Rejected
-from .base import Reader, ReaderError
+from . import base
+from .base import Chunk, Reader, ReaderError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 HUB_PREFIX = "hf:"
 BATCH_ROWS = 1024  # rows turned into Python objects at a time
@@ -48,6 +54,39 @@ def dataset_records(dataset, source: str) -> Iterator[Record]:
             row += 1
 
 
+@dataclass(frozen=True)
+class DatasetChunk(Chunk):
+    """Consecutive rows of a Dataset, decoded by the dataset's features where the chunk is processed into
+    the records that `dataset_records` gives.
+
+    The rows travel as an Arrow IPC stream: a pickled slice of a table would carry the whole record
+    batch it was cut from.
+    """
+
+    source: str
+    first_row: int
+    rows: pa.Buffer
+    features: Any  # datasets.Features
+
+    @classmethod
+    def of(cls, source: str, first_row: int, table: pa.Table, features: Any) -> DatasetChunk:
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return cls(source, first_row, sink.getvalue(), features)
+
+    def records(self) -> Iterator[Record | Rejected]:
+        import pyarrow as pa
+        from datasets.formatting import PythonFormatter
+
+        table = pa.ipc.open_stream(self.rows).read_all()
+        batch = PythonFormatter(features=self.features).format_batch(table)
+        for row, values in enumerate(zip(*batch.values()), self.first_row):
+            yield Record(Location(self.source, row=row), dict(zip(batch, values)))
+
+
 class DiskDatasetReader(Reader):
     """Reads a `save_to_disk` folder (memory-mapped, so only the rows being converted are in memory).
 
@@ -61,6 +100,15 @@ class DiskDatasetReader(Reader):
         self.split = split
 
     def read_file(self, path: Path) -> Iterator[Record | Rejected]:
+        yield from dataset_records(self._load(path), str(path))
+
+    def file_chunks(self, path: Path) -> Iterator[DatasetChunk]:
+        dataset, row = self._load(path), 0
+        for table in dataset.with_format("arrow").iter(batch_size=base.CHUNK_RECORDS):
+            yield DatasetChunk.of(str(path), row, table, dataset.features)
+            row += table.num_rows
+
+    def _load(self, path: Path):
         import datasets
 
         try:
@@ -69,7 +117,7 @@ class DiskDatasetReader(Reader):
             raise ReaderError(f"{path}: not a readable save_to_disk folder: {error}") from error
         if isinstance(loaded, datasets.DatasetDict):
             loaded = choose_split(loaded, self.split, str(path))
-        yield from dataset_records(loaded, str(path))
+        return loaded
 
 
 @contextmanager

@@ -3,13 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..conversation import Location, Record, Rejected
-from .base import Reader, ReaderError
+from . import base
+from .base import Chunk, Reader, ReaderError
 
-BATCH_ROWS = 1024  # rows turned into Python objects at a time; memory also holds one row group's columns
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 READ_BUFFER = 1 << 20  # bytes read from disk at a time within a column chunk
+
+
+@dataclass(frozen=True)
+class ArrowChunk(Chunk):
+    """Consecutive rows as an Arrow record batch, turned into Python objects where the chunk is processed."""
+
+    source: str
+    first_row: int
+    batch: pa.RecordBatch
+
+    def records(self) -> Iterator[Record | Rejected]:
+        for row, data in enumerate(self.batch.to_pylist(), self.first_row):
+            yield Record(Location(self.source, row=row), data)
 
 
 class ParquetReader(Reader):
@@ -23,6 +41,10 @@ class ParquetReader(Reader):
     suffixes = (".parquet", ".pq")
 
     def read_file(self, path: Path) -> Iterator[Record | Rejected]:
+        for chunk in self.file_chunks(path):
+            yield from chunk.records()
+
+    def file_chunks(self, path: Path) -> Iterator[ArrowChunk]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -31,11 +53,9 @@ class ParquetReader(Reader):
             # pre_buffer=False: pyarrow's default pre-buffering reads ahead across row groups, which for a
             # large file meant holding about the whole file in memory; buffer_size reads column chunks piecewise.
             parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER)
-            batches = parquet.iter_batches(batch_size=BATCH_ROWS)
             row = 0
-            for batch in batches:
-                for data in batch.to_pylist():
-                    yield Record(Location(source, row=row), data)
-                    row += 1
+            for batch in parquet.iter_batches(batch_size=base.CHUNK_RECORDS):
+                yield ArrowChunk(source, row, batch)
+                row += batch.num_rows
         except pa.ArrowException as error:
             raise ReaderError(f"{path}: not a readable Parquet file: {error}") from error

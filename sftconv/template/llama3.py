@@ -20,6 +20,7 @@ Template choices, each pinned by a test:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -36,9 +37,20 @@ from ..conversation import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ..tokenizer import Tokenizer
 
 IGNORE_INDEX = -100  # the label Hugging Face and PyTorch cross-entropy skip
+BOS, EOT = "<|begin_of_text|>", "<|eot_id|>"
+# Sits between a header's "\n\n" and the content when many samples are tokenized as one text, so
+# the two never meet in one BPE piece; it is a reserved special token no template uses, and is
+# removed from the ids.
+SEPARATOR = "<|reserved_special_token_245|>"  # the last special token (id 128255)
+MARKERS = frozenset({BOS, "<|start_header_id|>", "<|end_header_id|>", EOT, SEPARATOR})
+# Each special token in that text gets a code: whether it is trained, whether the ordinary tokens
+# after it (up to the next special token) are trained, and whether it is the separator.
+SELF_TRAINED, RUN_TRAINED, IS_SEPARATOR = 1, 2, 4
 
 
 class MaskPolicy(str, Enum):
@@ -67,20 +79,100 @@ class Encoded:
         return sum(self.loss_mask)
 
 
+@dataclass(frozen=True)
+class Samples:
+    """Many tokenized samples end to end in flat arrays: sample i is tokens `offsets[i]:offsets[i + 1]`."""
+
+    input_ids: np.ndarray  # int32
+    loss_mask: np.ndarray  # uint8, 1 = trained
+    lengths: np.ndarray  # int64, tokens per sample
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        import numpy as np
+
+        offsets = np.zeros(len(self.lengths) + 1, dtype=np.int64)
+        np.cumsum(self.lengths, out=offsets[1:])
+        return offsets
+
+    @classmethod
+    def from_lists(cls, pairs: Iterable[tuple[list[int], list[int]]]) -> Samples:
+        """Samples from (ids, mask) pairs."""
+        import numpy as np
+
+        ids, mask, lengths = [], [], []
+        for sample_ids, sample_mask in pairs:
+            ids += sample_ids
+            mask += sample_mask
+            lengths.append(len(sample_ids))
+        return cls(np.array(ids, dtype=np.int32), np.array(mask, dtype=np.uint8), np.array(lengths, dtype=np.int64))
+
+    @classmethod
+    def concat(cls, parts: list[Samples]) -> Samples:
+        """The samples of `parts`, in order."""
+        import numpy as np
+
+        if len(parts) == 1:
+            return parts[0]
+        return cls(np.concatenate([p.input_ids for p in parts]), np.concatenate([p.loss_mask for p in parts]),
+                   np.concatenate([p.lengths for p in parts]))
+
+    def take(self, indices) -> Samples:
+        """The samples at `indices` (ints, in any order), in that order."""
+        import numpy as np
+
+        indices = np.asarray(indices, dtype=np.int64)
+        lengths = self.lengths[indices]
+        starts = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        tokens = np.arange(int(lengths.sum())) + np.repeat(self.offsets[indices] - starts, lengths)
+        return Samples(self.input_ids[tokens], self.loss_mask[tokens], lengths)
+
+    def split(self) -> list[tuple[list[int], list[int]]]:
+        """Each sample's ids and mask as lists."""
+        ids, mask, offsets = self.input_ids.tolist(), self.loss_mask.tolist(), self.offsets.tolist()
+        return [(ids[start:stop], mask[start:stop]) for start, stop in zip(offsets, offsets[1:])]
+
+    def merged(self, others: dict[int, tuple[list[int], list[int]]]) -> Samples:
+        """These samples with `others` (ids and mask) put in at their positions in the result."""
+        import numpy as np
+
+        offsets = self.offsets
+        ids, mask, lengths, mine = [], [], [], 0
+        for position in range(len(self) + len(others)):
+            if position in others:
+                other_ids, other_mask = others[position]
+                ids.append(np.array(other_ids, dtype=np.int32))
+                mask.append(np.array(other_mask, dtype=np.uint8))
+            else:
+                ids.append(self.input_ids[offsets[mine]:offsets[mine + 1]])
+                mask.append(self.loss_mask[offsets[mine]:offsets[mine + 1]])
+                mine += 1
+            lengths.append(len(ids[-1]))
+        return Samples(np.concatenate(ids), np.concatenate(mask), np.array(lengths, dtype=np.int64))
+
+
+def message_codes(kind: int) -> tuple[int, ...]:
+    """The codes of one message's special tokens: start header (then the role), end header (then
+    "\\n\\n"), separator (then the content) and end of turn. `kind`: 0 untrained, 1 trained, 2 header trained too."""
+    header = SELF_TRAINED | RUN_TRAINED if kind == 2 else 0
+    return header, header, IS_SEPARATOR | (RUN_TRAINED if kind else 0), SELF_TRAINED if kind else 0
+
+
+MARKS_PER_MESSAGE = 4  # special tokens in one message's marked text, each spelled with one "<|"
+
+
 def trained_flags(messages: tuple[Message, ...], policy: MaskPolicy) -> list[bool]:
     """Whether each message is trained: its own flag if the data set one, else the policy's."""
-    last_assistant = max((i for i, m in enumerate(messages) if m.role == ASSISTANT), default=-1)
-    flags = []
-    for i, message in enumerate(messages):
-        if message.train is not None:
-            flags.append(message.train)
-        elif policy is MaskPolicy.ALL:
-            flags.append(True)
-        elif policy is MaskPolicy.LAST:
-            flags.append(i == last_assistant)
-        else:
-            flags.append(message.role == ASSISTANT)
-    return flags
+    if policy is MaskPolicy.ASSISTANT:
+        return [m.role == ASSISTANT if m.train is None else m.train for m in messages]
+    if policy is MaskPolicy.ALL:
+        return [True if m.train is None else m.train for m in messages]
+    last = max((i for i, m in enumerate(messages) if m.role == ASSISTANT), default=-1)
+    return [i == last if m.train is None else m.train for i, m in enumerate(messages)]
 
 
 class Llama3Template:
@@ -103,6 +195,10 @@ class Llama3Template:
         self.tokenizer = tokenizer
         self.policy = MaskPolicy(policy)
         self._headers: dict[str, list[int]] = {}
+        self._header_texts: dict[str, str] = {}
+        special = tokenizer.special_tokens
+        self._special_ids = {name: special[name] for name in MARKERS}
+        self._first_special = min(special.values())
 
     def header_ids(self, role: str) -> list[int]:
         """`<|start_header_id|>{role}<|end_header_id|>\\n\\n` as ids, computed once per role."""
@@ -123,34 +219,105 @@ class Llama3Template:
 
     def render_batch(self, conversations: list[Conversation]) -> list[Encoded | RecordError]:
         """Many conversations, their contents tokenized in one batch; a failure takes its sample's place."""
-        if any(c.has_tool_turns for c in conversations):
-            return self._render_without_tools(conversations)
-        contents = [m.content.strip() for c in conversations for m in c.messages]
-        content_ids = iter(self.tokenizer.encode_batch(contents))
-        return [self._assemble(c, content_ids) for c in conversations]
+        samples, errors = self.render_samples(conversations)
+        rendered = iter(samples.split())
+        return [error or Encoded(*next(rendered), c.location) for c, error in zip(conversations, errors)]
 
-    def _render_without_tools(self, conversations: list[Conversation]) -> list[Encoded | RecordError]:
-        """The batch with each conversation that has tool turns rejected, the others rendered."""
-        rendered = iter(self.render_batch([c for c in conversations if not c.has_tool_turns]))
-        return [tools_unsupported(c) if c.has_tool_turns else next(rendered) for c in conversations]
+    def render_samples(self, conversations: list[Conversation]) -> tuple[Samples, list[RecordError | None]]:
+        """Many conversations as flat arrays, in order; `errors[i]` is None where conversation i became a sample.
 
-    def _assemble(self, conversation: Conversation, content_ids) -> Encoded | RecordError:
-        """Lay out BOS, headers, contents and end-of-turn ids, with the mask known from their lengths."""
+        The samples are laid out as one text in which the template's special tokens are written by
+        name and every content is cut off from its neighbours by special tokens, then tokenized in a
+        single call: special tokens are split points of the BPE, so each content gets exactly the ids
+        it gets alone. The mask follows from where the special ids land, without a loop over tokens.
+        A conversation whose content holds `<|` (which could spell a special token) is rendered
+        message by message instead, so typed special-token text always stays text.
+        """
+        policy, train_headers = self.policy, self.policy is MaskPolicy.ALL
+        headers = self._header_texts
+        parts: list[str] = []  # per sample: BOS, then each message's header, content and end of turn
+        kinds: list[int] = []  # per message: 0 untrained, 1 trained, 2 header trained too
+        sizes: list[int] = []  # per sample: its number of messages
+        errors: list[RecordError | None] = []
+        exact: dict[int, tuple[list[int], list[int]]] = {}  # sample number -> ids and mask, rendered alone
+        for conversation in conversations:
+            if conversation.has_tool_turns:
+                errors.append(tools_unsupported(conversation))
+                continue
+            messages = conversation.messages
+            flags = trained_flags(messages, policy)
+            if not any(flags):
+                errors.append(RecordError(NO_TRAINED_TOKENS, f"no token is trained under --train-on {policy.value}"))
+                continue
+            errors.append(None)
+            first_part, first_kind = len(parts), len(kinds)
+            parts.append(BOS)
+            for message, trained in zip(messages, flags):
+                text = message.content.strip()
+                if "<|" in text:
+                    del parts[first_part:], kinds[first_kind:]
+                    contents = [m.content.strip() for m in messages]
+                    exact[len(sizes) + len(exact)] = self._assemble(messages, contents, flags)
+                    break
+                parts += (headers.get(message.role) or self._header_text(message.role), text, EOT)
+                kinds.append(trained + (trained and train_headers))
+            else:
+                sizes.append(len(messages))
+        samples = self._tokenize("".join(parts), kinds, sizes)
+        return (samples.merged(exact) if exact else samples), errors
+
+    def _header_text(self, role: str) -> str:
+        """A message's header as marked text, up to its content."""
+        text = self._header_texts.get(role)
+        if text is None:
+            text = self._header_texts[role] = f"<|start_header_id|>{role}<|end_header_id|>\n\n{SEPARATOR}"
+        return text
+
+    def _tokenize(self, text: str, kinds: list[int], sizes: list[int]) -> Samples:
+        """Marked text -> samples: the ids, the mask from each special token's code, the lengths from the sizes."""
+        import numpy as np
+
+        ids = self.tokenizer.encode_marked(text, MARKERS)
+        at = np.flatnonzero(ids >= self._first_special)
+        sizes = np.array(sizes, dtype=np.int64)
+        # The codes of the special tokens, in order: 0 for each sample's BOS, then four per message.
+        table = np.array([message_codes(kind) for kind in range(3)], dtype=np.uint8)
+        message_codes_ = table[np.array(kinds, dtype=np.int64)]
+        firsts = np.zeros(len(sizes), dtype=np.int64)
+        np.cumsum(sizes[:-1] * MARKS_PER_MESSAGE + 1, out=firsts[1:])
+        code = np.zeros(len(sizes) + MARKS_PER_MESSAGE * len(kinds), dtype=np.uint8)
+        is_message = np.ones(len(code), dtype=bool)
+        is_message[firsts] = False
+        code[is_message] = message_codes_.ravel()
+        if len(at) != len(code):
+            raise AssertionError(f"{len(at)} special tokens where the template placed {len(code)}")
+        run = np.diff(at, append=len(ids)) - 1  # the ordinary tokens after each special token
+        counts = np.empty(2 * len(at), dtype=np.int64)
+        counts[0::2], counts[1::2] = 1, run
+        values = np.empty(2 * len(at), dtype=np.uint8)
+        values[0::2], values[1::2] = code & SELF_TRAINED, (code & RUN_TRAINED) >> 1
+        mask = np.repeat(values, counts)
+        separator = (code & IS_SEPARATOR) >> 2
+        keep = ids != self._special_ids[SEPARATOR]
+        lengths = np.add.reduceat(1 + run - separator, firsts) if len(sizes) else np.zeros(0, dtype=np.int64)
+        return Samples(ids[keep].astype(np.int32), mask[keep], lengths.astype(np.int64))
+
+    def _assemble(self, messages: tuple[Message, ...], contents: list[str], flags: list[bool]
+                  ) -> tuple[list[int], list[int]]:
+        """Lay out BOS, headers, contents and end-of-turn ids one message at a time, the mask known from their lengths."""
         eot = self.tokenizer.eot_id
         train_headers = self.policy is MaskPolicy.ALL
         input_ids = [self.tokenizer.bos_id]
         loss_mask = [0]
-        for message, trained in zip(conversation.messages, trained_flags(conversation.messages, self.policy)):
+        for message, text, trained in zip(messages, contents, flags):
             header = self.header_ids(message.role)
-            body = next(content_ids)
+            body = self.tokenizer.encode(text)
             input_ids += header
             input_ids += body
             input_ids.append(eot)
             loss_mask += [int(trained and train_headers)] * len(header)
             loss_mask += [int(trained)] * (len(body) + 1)
-        if not any(loss_mask):
-            return RecordError(NO_TRAINED_TOKENS, f"no token is trained under --train-on {self.policy.value}")
-        return Encoded(input_ids, loss_mask, conversation.location)
+        return input_ids, loss_mask
 
 
 def tools_unsupported(conversation: Conversation) -> RecordError:

@@ -51,7 +51,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..conversation import NO_TRAINED_TOKENS, NO_USER_TURN, SYSTEM, TOOL, USER, Conversation, Message, RecordError
-from .llama3 import Encoded, Llama3Template, MaskPolicy, trained_flags
+from .llama3 import Encoded, Llama3Template, MaskPolicy, Samples, trained_flags
 from .tools import CODE_INTERPRETER, Toolbox
 
 if TYPE_CHECKING:
@@ -119,6 +119,12 @@ class Llama31Template(Llama3Template):
         encoded = iter(self.tokenizer.encode_batch(texts))
         return [plan if isinstance(plan, RecordError) else self._lay_out(plan, conversation, encoded)
                 for plan, conversation in zip(plans, conversations)]
+
+    def render_samples(self, conversations: list[Conversation]) -> tuple[Samples, list[RecordError | None]]:
+        """`render_batch` as flat arrays, the form the convert pipeline moves samples in."""
+        results = self.render_batch(conversations)
+        samples = Samples.from_lists((r.input_ids, r.loss_mask) for r in results if isinstance(r, Encoded))
+        return samples, [r if isinstance(r, RecordError) else None for r in results]
 
     def _lay_out(self, plan: Plan, conversation: Conversation, encoded) -> Encoded | RecordError:
         """The planned pieces as ids, with the mask known from their lengths."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 from ..template import IGNORE_INDEX
@@ -36,14 +37,24 @@ def arrow_schema(packed: bool) -> pa.Schema:
 
 def to_table(columns: Columns, packed: bool) -> pa.Table:
     """Rows as one Arrow table over the columns' flat buffers."""
-    offsets = pa.array(columns.row_offsets.astype("int32"))
+    offsets = arrow_array(columns.row_offsets.astype(np.int32))
     arrays = [
-        pa.ListArray.from_arrays(offsets, pa.array(columns.input_ids)),
-        pa.ListArray.from_arrays(offsets, pa.array(columns.labels)),
-        pa.ListArray.from_arrays(offsets, pa.array(columns.loss_mask)),
+        pa.ListArray.from_arrays(offsets, arrow_array(columns.input_ids)),
+        pa.ListArray.from_arrays(offsets, arrow_array(columns.labels)),
+        pa.ListArray.from_arrays(offsets, arrow_array(columns.loss_mask)),
     ]
     if packed:
-        arrays.append(pa.ListArray.from_arrays(offsets, pa.array(columns.position_ids)))
-        arrays.append(pa.ListArray.from_arrays(pa.array(columns.seq_offsets.astype("int32")), pa.array(columns.seq_lens)))
-    arrays.append(pa.array(columns.lengths.astype("int32")))
+        arrays.append(pa.ListArray.from_arrays(offsets, arrow_array(columns.position_ids)))
+        arrays.append(pa.ListArray.from_arrays(arrow_array(columns.seq_offsets.astype(np.int32)),
+                                               arrow_array(columns.seq_lens)))
+    arrays.append(arrow_array(columns.lengths.astype(np.int32)))
     return pa.Table.from_arrays(arrays, schema=arrow_schema(packed))
+
+
+def arrow_array(values: np.ndarray) -> pa.Array:
+    """An Arrow array over a 1-D numpy array's buffer.
+
+    `pa.array` would do, but it imports pandas (a quarter of a second) just to check the argument.
+    """
+    values = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..packing import PackedRow
-from ..template import IGNORE_INDEX, Encoded
+from ..packing import PackedRow, PackedRows
+from ..template import IGNORE_INDEX, Encoded, Samples
 from .atomic import commit, sha256_file, temp_path
 
 # A writer buffers rows until it has this many rows or tokens, then writes them out together
@@ -48,6 +48,22 @@ class Columns:
             seq_lens=np.fromiter(chain.from_iterable(seqs), dtype=np.int32, count=int(seq_counts.sum())),
             seq_offsets=offsets_of(seq_counts),
         )
+
+    @classmethod
+    def from_samples(cls, samples: Samples) -> Columns:
+        """Columns of unpacked samples: one row each."""
+        count = len(samples)
+        return cls(input_ids=samples.input_ids, loss_mask=samples.loss_mask, row_offsets=samples.offsets,
+                   seq_lens=samples.lengths.astype(np.int32), seq_offsets=np.arange(count + 1, dtype=np.int64))
+
+    @classmethod
+    def from_packed(cls, packed: PackedRows) -> Columns:
+        """Columns of packed rows."""
+        samples = packed.samples
+        seq_offsets = offsets_of(packed.row_sizes)
+        lengths = np.add.reduceat(samples.lengths, seq_offsets[:-1]) if len(packed) else np.zeros(0, dtype=np.int64)
+        return cls(input_ids=samples.input_ids, loss_mask=samples.loss_mask, row_offsets=offsets_of(lengths),
+                   seq_lens=samples.lengths.astype(np.int32), seq_offsets=seq_offsets)
 
     @classmethod
     def concat(cls, parts: list[Columns]) -> Columns:
@@ -194,9 +210,15 @@ class ShardWriter:
 
     def write(self, rows: Sequence[Encoded | PackedRow]) -> None:
         """Append rows in order, starting a new shard whenever the open one is full."""
-        if not rows:
-            return
-        columns = Columns.from_rows(rows)
+        if rows:
+            self.write_columns(Columns.from_rows(rows))
+
+    def write_columns(self, columns: Columns) -> None:
+        """`write` for rows already in columns.
+
+        Where shards and write batches end depends only on the rows, never on how they are split
+        between calls, so the bytes do not depend on how the rows arrive.
+        """
         sizes = columns.row_bytes(self.packed)
         start = 0
         while start < len(columns):
@@ -204,6 +226,7 @@ class ShardWriter:
             if count == 0:
                 self._finish_shard()
                 continue
+            count = min(count, self._batch_room(columns.lengths[start:start + count]))
             if not self._open:
                 self._start(len(self.shards))
                 self._open = True
@@ -231,6 +254,13 @@ class ShardWriter:
             fits = int(np.searchsorted(np.cumsum(sizes[:count]), self.shard_bytes - self._bytes, side="right"))
             count = fits if fits or self._rows else 1
         return count
+
+    def _batch_room(self, lengths: np.ndarray) -> int:
+        """How many of the next rows fit in the write batch: up to BATCH_ROWS rows, and up to the row that
+        takes it to BATCH_TOKENS tokens."""
+        count = min(len(lengths), BATCH_ROWS - self._buffered_rows)
+        reach = int(np.searchsorted(np.cumsum(lengths[:count]), BATCH_TOKENS - self._buffered_tokens, side="left"))
+        return min(count, reach + 1)
 
     def _flush(self) -> None:
         if self._buffer:

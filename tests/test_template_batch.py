@@ -1,0 +1,70 @@
+"""Rendering many conversations in one tokenizer call gives, sample for sample, what rendering each message alone gives."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from sftconv.conversation import NO_TRAINED_TOKENS, Conversation, Location, Message
+from sftconv.template import Llama3Template, MaskPolicy, Samples
+from sftconv.template.llama3 import SEPARATOR
+
+HERE = Location("test.jsonl", line=1)
+
+PIECES = ["Hello", " world", "\n\n", "  ", "\t", "\u3000", "\x1c", "日本語", "🙂", "<|eot_id|>", "<|start_header_id|>",
+          SEPARATOR, "<|begin_of_text|>", "<|", "|>", "<|reserved_special_token_5|>", "\ud800", "\udc00x", "42", "'s",
+          "user", "assistant<|end_header_id|>"]
+
+
+def one_by_one(tokenizer, messages: tuple[Message, ...], policy: MaskPolicy) -> tuple[list[int], list[int]] | None:
+    """The Llama 3 layout built message by message from `Tokenizer.encode` (None: nothing trained)."""
+    last = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
+    ids, mask = [tokenizer.bos_id], [0]
+    for i, message in enumerate(messages):
+        trained = message.train if message.train is not None else (
+            policy is MaskPolicy.ALL or (i == last if policy is MaskPolicy.LAST else message.role == "assistant"))
+        header = [tokenizer.special_tokens["<|start_header_id|>"], *tokenizer.encode(message.role),
+                  tokenizer.special_tokens["<|end_header_id|>"], *tokenizer.encode("\n\n")]
+        body = tokenizer.encode(message.content.strip())
+        ids += [*header, *body, tokenizer.eot_id]
+        mask += [int(trained and policy is MaskPolicy.ALL)] * len(header) + [int(trained)] * (len(body) + 1)
+    return (ids, mask) if any(mask) else None
+
+
+def random_chat(rng: random.Random) -> tuple[Message, ...]:
+    def text() -> str:
+        return "".join(rng.choice(PIECES) for _ in range(rng.randint(0, 8)))
+
+    messages = [Message("system", text())] if rng.random() < 0.4 else []
+    for _ in range(rng.randint(1, 3)):
+        messages.append(Message("user", text(), rng.choice([None, None, True, False])))
+        messages.append(Message("assistant", text(), rng.choice([None, None, None, False])))
+    return tuple(messages)
+
+
+@pytest.mark.parametrize("policy", list(MaskPolicy))
+def test_one_call_equals_one_message_at_a_time(tokenizer, policy):
+    rng = random.Random(policy.value)
+    chats = [random_chat(rng) for _ in range(400)]
+    samples, errors = Llama3Template(tokenizer, policy).render_samples([Conversation(c, HERE) for c in chats])
+    expected = [one_by_one(tokenizer, chat, policy) for chat in chats]
+    assert [e is None for e in expected] == [error is not None for error in errors]
+    assert all(error.reason == NO_TRAINED_TOKENS for error in errors if error is not None)
+    assert samples.split() == [e for e in expected if e is not None]
+    assert samples.input_ids.dtype == np.int32 and samples.loss_mask.dtype == np.uint8
+    assert any("<|" in m.content for chat in chats for m in chat)  # both paths were taken
+    assert any(all("<|" not in m.content for m in chat) for chat in chats)
+
+
+def test_empty_batch(tokenizer):
+    samples, errors = Llama3Template(tokenizer).render_samples([])
+    assert len(samples) == 0 and errors == [] and samples.split() == []
+
+
+def test_samples_take_and_concat():
+    samples = Samples.from_lists([([1, 2], [0, 1]), ([3], [1]), ([4, 5, 6], [0, 0, 1])])
+    assert samples.take([2, 0]).split() == [([4, 5, 6], [0, 0, 1]), ([1, 2], [0, 1])]
+    assert Samples.concat([samples.take([1]), samples]).split() == [([3], [1]), *samples.split()]
+    assert samples.take([]).split() == []
