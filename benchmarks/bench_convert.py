@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from corpus import write_corpus  # noqa: E402
+from corpus import write_corpus, write_other_containers  # noqa: E402
 from measure import Measured, run  # noqa: E402
 
 from sftconv.tokenizer import Tokenizer  # noqa: E402
@@ -143,19 +143,6 @@ def convert(source: Path, extra: list[str], quiet: bool = True) -> tuple[Measure
         measured = run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         tokens = json.loads((Path(out) / "manifest.json").read_text())["counts"]["tokens"]
     return measured, tokens
-
-
-def write_other_containers(corpus: Path, folder: Path) -> dict[str, Path]:
-    """The corpus also as Parquet and as a `save_to_disk` dataset, the same records in the same order."""
-    import pyarrow.json as pj
-    import pyarrow.parquet as pq
-    from datasets import Dataset
-    from datasets.table import InMemoryTable
-
-    table = pj.read_json(corpus)
-    pq.write_table(table, folder / "corpus.parquet", row_group_size=10_000)
-    Dataset(InMemoryTable(table)).save_to_disk(str(folder / "corpus-hf"))
-    return {"parquet": folder / "corpus.parquet", "hf": folder / "corpus-hf"}
 
 
 def machine() -> str:

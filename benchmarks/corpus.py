@@ -57,3 +57,16 @@ def write_corpus(path: Path, megabytes: float, seed: int = 0) -> int:
             size += len(line.encode())
             count += 1
     return count
+
+
+def write_other_containers(corpus: Path, folder: Path) -> dict[str, Path]:
+    """The corpus also as Parquet and as a `save_to_disk` dataset, the same records in the same order."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    table = pj.read_json(corpus)
+    pq.write_table(table, folder / "corpus.parquet", row_group_size=10_000)
+    Dataset(InMemoryTable(table)).save_to_disk(str(folder / "corpus-hf"))
+    return {"parquet": folder / "corpus.parquet", "hf": folder / "corpus-hf"}

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-IN_FLIGHT_PER_WORKER = 2  # items sent ahead per worker: enough to keep each busy, few enough to bound memory
+IN_FLIGHT_PER_WORKER = 4  # chunks sent ahead per worker: enough to keep each busy, few enough to bound memory
 
 _job: Any = None  # in a worker process: what `Workers` was given to share with every call
 

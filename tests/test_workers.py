@@ -106,3 +106,16 @@ def test_failing_run_stops_at_the_same_record_and_keeps_the_same_shards(tmp_path
     code, stderr, kept = results[1]
     assert code == 1 and stderr == f"Error: {inputs[0]}:6: invalid_json: Expecting value: line 1 column 1 (char 0)\n"
     assert sorted(kept) == ["shard-00000.parquet", "shard-00001.parquet"]  # four good records, two shards
+
+
+def test_chunks_of_a_dataset_in_several_files_are_its_records(tmp_path, small_chunks):
+    from datasets import Dataset
+
+    from sftconv.readers.hf import DiskDatasetReader
+
+    rng = random.Random(3)
+    Dataset.from_list([{**chat(rng), "id": i} for i in range(100)]).save_to_disk(str(tmp_path / "d"), num_shards=3)
+    reader = DiskDatasetReader()
+    chunks = list(reader.chunks(tmp_path / "d"))
+    assert len(chunks) > 10
+    assert [r for c in chunks for r in c.records()] == list(reader.read(tmp_path / "d"))

@@ -88,7 +88,7 @@ class DatasetChunk(Chunk):
 
 
 class DiskDatasetReader(Reader):
-    """Reads a `save_to_disk` folder (memory-mapped, so only the rows being converted are in memory).
+    """Reads a `save_to_disk` folder (its Arrow files streamed, so only the rows being converted are in memory).
 
     Args:
         split: the split of a DatasetDict to read; may be omitted when it has one split.
@@ -103,10 +103,27 @@ class DiskDatasetReader(Reader):
         yield from dataset_records(self._load(path), str(path))
 
     def file_chunks(self, path: Path) -> Iterator[DatasetChunk]:
+        import pyarrow as pa
+
         dataset, row = self._load(path), 0
-        for table in dataset.with_format("arrow").iter(batch_size=base.CHUNK_RECORDS):
-            yield DatasetChunk.of(str(path), row, table, dataset.features)
-            row += table.num_rows
+        files = [f["filename"] for f in dataset.cache_files]
+        if not files:  # held in memory: nothing to stream
+            for table in dataset.with_format("arrow").iter(batch_size=base.CHUNK_RECORDS):
+                yield DatasetChunk.of(str(path), row, table, dataset.features)
+                row += table.num_rows
+            return
+        try:
+            for name in files:
+                # Read, not memory-mapped as `datasets` does: mapped pages stay in the process's RSS
+                # once read, so memory would grow with the dataset.
+                with pa.OSFile(name) as handle:
+                    for batch in pa.ipc.open_stream(handle):
+                        for start in range(0, batch.num_rows, base.CHUNK_RECORDS):
+                            part = pa.Table.from_batches([batch.slice(start, base.CHUNK_RECORDS)])
+                            yield DatasetChunk.of(str(path), row, part, dataset.features)
+                            row += part.num_rows
+        except pa.ArrowException as error:
+            raise ReaderError(f"{path}: not a readable save_to_disk folder: {error}") from error
 
     def _load(self, path: Path):
         import datasets
