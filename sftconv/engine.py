@@ -71,7 +71,7 @@ class Workers:
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self._pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_start_worker,
                                              initargs=(self.job,))
-            # Start the workers now, before this process opens files or starts threads they would inherit.
+            # Fork the workers now, before the caller starts threads (a progress bar's) that a fork would not carry.
             self._pool.submit(int).result()
         return self
 
