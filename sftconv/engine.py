@@ -71,7 +71,7 @@ class Workers:
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self._pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_start_worker,
                                              initargs=(self.job,))
-            # Start the workers now, before this process opens files or starts threads they would inherit.
+            # Fork the workers now, before the caller starts threads (a progress bar's) that a fork would not carry.
             # A Ctrl-C that lands during a fork would be lost in the fork handlers: hold it until they are done.
             held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:

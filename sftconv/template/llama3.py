@@ -162,7 +162,7 @@ def message_codes(kind: int) -> tuple[int, ...]:
     return header, header, IS_SEPARATOR | (RUN_TRAINED if kind else 0), SELF_TRAINED if kind else 0
 
 
-MARKS_PER_MESSAGE = 4  # special tokens in one message's marked text, each spelled with one "<|"
+MARKS_PER_MESSAGE = 4  # special tokens in one message's marked text
 
 
 def trained_flags(messages: tuple[Message, ...], policy: MaskPolicy) -> list[bool]:
@@ -281,14 +281,13 @@ class Llama3Template:
         at = np.flatnonzero(ids >= self._first_special)
         sizes = np.array(sizes, dtype=np.int64)
         # The codes of the special tokens, in order: 0 for each sample's BOS, then four per message.
-        table = np.array([message_codes(kind) for kind in range(3)], dtype=np.uint8)
-        message_codes_ = table[np.array(kinds, dtype=np.int64)]
+        codes_by_kind = np.array([message_codes(kind) for kind in range(3)], dtype=np.uint8)
         firsts = np.zeros(len(sizes), dtype=np.int64)
         np.cumsum(sizes[:-1] * MARKS_PER_MESSAGE + 1, out=firsts[1:])
         code = np.zeros(len(sizes) + MARKS_PER_MESSAGE * len(kinds), dtype=np.uint8)
         is_message = np.ones(len(code), dtype=bool)
         is_message[firsts] = False
-        code[is_message] = message_codes_.ravel()
+        code[is_message] = codes_by_kind[np.array(kinds, dtype=np.int64)].ravel()
         if len(at) != len(code):
             raise AssertionError(f"{len(at)} special tokens where the template placed {len(code)}")
         run = np.diff(at, append=len(ids)) - 1  # the ordinary tokens after each special token
