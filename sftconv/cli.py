@@ -13,6 +13,7 @@ from .packing import DEFAULT_WINDOW
 from .shapes import AUTO, SHAPES, FieldMapping, MappingError
 from .shapes.turns import ALIAS_TARGETS
 from .template import TEMPLATES, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
+from .units import UNIT_BYTES
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # The keys of sftconv.writers.WRITERS (a test keeps them equal), named here so --help need not import pyarrow.
@@ -223,12 +224,20 @@ class ByteSize(click.ParamType):
 @click.option("--on-error", type=click.Choice(["skip", "fail"]), default="skip", show_default=True,
               help="skip: write bad records to rejects.jsonl and go on; fail: stop at the first one (exit 1).")
 @click.option("--overwrite", is_flag=True, help="Replace the output of an earlier run in the output folder.")
+@click.option("--resume", is_flag=True,
+              help="Finish an interrupted run into the same folder with the same inputs and options: the units "
+                   "it finished are verified (sha256) and kept, the rest converted. The output is byte-identical "
+                   "to an uninterrupted run's.")
+@click.option("--unit-size", "unit_size", type=ByteSize(), default=None,
+              help="Cut inputs into units of about SIZE (JSON Lines by lines, Parquet by row groups; other "
+                   "inputs whole). Each unit has its own shards (part-00003-shard-00000...), and --resume "
+                   f"redoes only unfinished units.  [default: {UNIT_BYTES >> 20}MiB]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Processes that parse, render and tokenize; 1 runs everything in one process. The output "
                    "is the same whatever the number.  [default: the number of CPU cores]")
 def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len, overflow, pack, pack_window,
-            on_error, overwrite, quiet, workers, **source):
+            on_error, overwrite, resume, unit_size, quiet, workers, **source):
     """Convert chat records (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into tokenized shards.
 
     Each record becomes one sample in the Llama 3 Instruct format (or, with --template
@@ -265,6 +274,8 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         raise click.UsageError("--overflow needs --max-seq-len or --pack: without a length limit nothing overflows")
     if pack_window is not None and pack is None:
         raise click.UsageError("--pack-window needs --pack")
+    if overwrite and resume:
+        raise click.UsageError("--overwrite starts again and --resume continues: pass one of them")
     if max_seq_len is not None and pack is not None and max_seq_len > pack:
         raise click.UsageError(f"--max-seq-len {max_seq_len} is longer than --pack {pack}: such a sample cannot "
                                "be packed; lower --max-seq-len or leave it out (it defaults to --pack)")
@@ -272,9 +283,9 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         **source_fields(source), format=output_format, on_error=on_error,
         shard_rows=shard_rows if shard_rows is not None or shard_size is not None else 100_000,
         shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
-        pack=pack, pack_window=pack_window or DEFAULT_WINDOW)
+        pack=pack, pack_window=pack_window or DEFAULT_WINDOW, unit_bytes=unit_size or UNIT_BYTES)
     try:
-        summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, progress=not quiet,
+        summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, resume=resume, progress=not quiet,
                               workers=workers or default_workers())
     except ConvertError as error:
         raise click.ClickException(str(error)) from error

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
@@ -21,7 +21,10 @@ from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules,
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
 from .tokenizer import Tokenizer
-from .writers import MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, write_manifest
+from .units import UNIT_BYTES, WORK_DIR, Unit, WorkDir, plan_units
+from .writers import (MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, join_rejects,
+                      write_manifest)
+from .writers.atomic import sha256_file
 from .writers.shards import Columns
 
 BATCH_RECORDS = 1024  # records shaped and tokenized together by `encode_batches`
@@ -106,12 +109,13 @@ class ConvertOptions(SourceOptions):
     overflow: Overflow = Overflow.DROP
     pack: int | None = None
     pack_window: int = DEFAULT_WINDOW
+    unit_bytes: int = UNIT_BYTES  # input bytes per unit (see `units`): shards, packing and resume go unit by unit
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.format not in WRITERS:
             raise ValueError(f"unknown format {self.format!r} (expected one of {', '.join(WRITERS)})")
-        for name in ("shard_rows", "shard_bytes", "max_seq_len", "pack", "pack_window"):
+        for name in ("shard_rows", "shard_bytes", "max_seq_len", "pack", "pack_window", "unit_bytes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, found {value}")
@@ -133,6 +137,7 @@ class ConvertOptions(SourceOptions):
             "overflow": Overflow(self.overflow).value,
             "pack": self.pack,
             "pack_window": self.pack_window,
+            "unit_bytes": self.unit_bytes,
             "on_error": self.on_error,
         }
 
@@ -186,27 +191,76 @@ class Summary:
             "trained_tokens": self.trained_tokens,
         }
 
+    def to_receipt(self) -> dict:
+        """What a unit's receipt keeps of its summary: everything `add` sums."""
+        return {**self.to_json(), "lengths": self.lengths.to_json(), "special_text_records": self.special_text_records,
+                "shards": [shard.to_json() for shard in self.shards]}
 
-def prepare_output(out_dir: Path, overwrite: bool) -> None:
-    """Create the output folder; refuse one holding files unless told to overwrite our own."""
+    @classmethod
+    def from_receipt(cls, data: dict) -> Summary:
+        return cls(read=data["read"], written=data["written"], rows=data["rows"],
+                   rejected_by_reason=Counter(data["rejected_by_reason"]),
+                   dropped_by_reason=Counter(data["dropped_by_reason"]), tokens=data["tokens"],
+                   trained_tokens=data["trained_tokens"], lengths=LengthStats(**data["lengths"]),
+                   special_text_records=data["special_text_records"],
+                   shards=[ShardInfo.from_json(shard) for shard in data["shards"]])
+
+    def add(self, unit: Summary) -> None:
+        """Count a unit's summary into the run's."""
+        self.read += unit.read
+        self.written += unit.written
+        self.rows += unit.rows
+        self.rejected_by_reason += unit.rejected_by_reason
+        self.dropped_by_reason += unit.dropped_by_reason
+        self.tokens += unit.tokens
+        self.trained_tokens += unit.trained_tokens
+        self.lengths = LengthStats(*(a + b for a, b in zip(astuple(self.lengths), astuple(unit.lengths))))
+        self.special_text_records += unit.special_text_records
+        self.shards += unit.shards
+
+
+def prepare_output(out_dir: Path, *, overwrite: bool, resume: bool, identity: dict, units: list[Unit]) -> dict[int, Summary]:
+    """Make the output folder ready for the run and return the units already done (by an interrupted run, under resume).
+
+    A folder holding files is refused unless `overwrite` (our files are replaced) or `resume` (an
+    interrupted run of the same inputs and options is continued: its finished units are kept once their
+    files verify, everything else of ours is removed).
+
+    Raises:
+        ConvertError: the folder holds files and neither flag allows it, or `resume` finds another run.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    existing = sorted(p.name for p in out_dir.iterdir())
-    if not existing:
-        return
-    if not overwrite:
+    work = WorkDir(out_dir)
+    done: dict[int, Summary] = {}
+    if resume and work.exists():
+        if work.identity() != identity:
+            raise ConvertError(f"{out_dir} holds an interrupted run of other inputs or options, so it cannot be "
+                               "resumed with these; pass --overwrite to start again")
+        done = {index: Summary.from_receipt(result) for index, result in work.finished(units, out_dir).items()}
+    existing = sorted(p.name for p in out_dir.iterdir() if p.name != WORK_DIR or not resume)
+    if existing and not (overwrite or resume):
         shown = ', '.join(existing[:3]) + (', ...' if len(existing) > 3 else '')
-        raise ConvertError(f"{out_dir} is not empty ({shown}); pass --overwrite to replace it")
+        hint = "--resume to finish that run, or " if work.exists() else ""
+        raise ConvertError(f"{out_dir} is not empty ({shown}); pass {hint}--overwrite to replace it")
+    foreign = [name for name in existing if not is_ours(name)]
+    if resume and not overwrite and foreign:
+        raise ConvertError(f"{out_dir} holds files sftconv did not write ({', '.join(foreign[:3])}); "
+                           "resume into the folder of the interrupted run")
+    keep = {f.name for summary in done.values() for shard in summary.shards for f in shard.files}
     for path in out_dir.iterdir():
-        if is_ours(path.name):
+        if path.is_file() and is_ours(path.name) and path.name not in keep:
             path.unlink()
+    if not done:
+        work.start(identity)
+    return done
 
 
 def is_ours(name: str) -> bool:
     """Whether a file name is one a run writes: shards of any format, their side files, or their temp names."""
     if name.startswith(".") and name.endswith(".tmp"):
         name = name[1:-len(".tmp")]
-    side_files = {MANIFEST_FILE, REJECTS_FILE}.union(*(writer.side_files for writer in WRITERS.values()))
-    return name.startswith("shard-") or name in side_files
+    side_files = {MANIFEST_FILE, REJECTS_FILE, WORK_DIR}.union(*(writer.side_files for writer in WRITERS.values()))
+    return name.startswith(("part-", "shard-")) or name in side_files
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -267,18 +321,6 @@ class Source:
         except ReaderError as error:
             raise ConvertError(str(error)) from error
 
-    def chunks(self) -> Iterator[Chunk]:
-        """Every record of every input, in order, in chunks that a worker process can decode and encode.
-
-        Raises:
-            ConvertError: an input cannot be read (corrupt, truncated...).
-        """
-        try:
-            for path in self.paths:
-                yield from reader_for(path, split=self.split).chunks(path)
-        except ReaderError as error:
-            raise ConvertError(str(error)) from error
-
 
 def open_source(inputs: list[str], options: SourceOptions) -> Source:
     """Expand the inputs, resolve each one's shape and load the tokenizer; fail early, saying what to do.
@@ -295,8 +337,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         raise ConvertError(str(error)) from error
     if not paths:
         raise ConvertError(f"no input files found in {', '.join(inputs)}")
-    rules, warnings = options.rules(), []
-    by_input: dict[str, InputShape | None] = {}
+    warnings, names = [], {}
     for path in paths:
         sample, empty = sample_records(path, options.split)
         if empty:
@@ -307,14 +348,20 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
                 name = detect_shape(sample, options.mapping) if sample else None
             except ShapeNotFound as error:
                 raise ConvertError(f"{path}: {error}") from error
-        shape = SHAPES[name](options.mapping.roles) if name else None
-        by_input[str(path)] = InputShape(shape, options.mapping, rules) if shape else None
+        names[str(path)] = name
     try:
         tokenizer = Tokenizer(options.tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
-    return Source(paths, tokenizer, options.make_template(tokenizer), FileShapes(by_input, options.special_text),
+    return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
                   split=options.split, warnings=warnings)
+
+
+def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileShapes:
+    """The shaper for inputs whose shapes are known by name (None: an input with no records)."""
+    rules = options.rules()
+    return FileShapes({source: InputShape(SHAPES[name](options.mapping.roles), options.mapping, rules) if name else None
+                       for source, name in names.items()}, options.special_text)
 
 
 def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
@@ -400,15 +447,42 @@ def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Te
                for i, item in enumerate(batch)]
 
 
+@dataclass(frozen=True)
+class UnitJob:
+    """What every unit of a run shares: picklable, so a unit can run in another process or on another machine."""
+
+    options: ConvertOptions
+    shapes: dict[str, str | None]  # each input's shape name, as `open_source` resolved it
+    out_dir: str
+
+    def open(self) -> tuple[FileShapes, Llama3Template]:
+        """The shaper and template that encode this run's chunks, built where the units run.
+
+        Raises:
+            ConvertError: the tokenizer cannot be loaded.
+        """
+        try:
+            tokenizer = Tokenizer(self.options.tokenizer)
+        except (OSError, ValueError) as error:
+            raise ConvertError(f"cannot load tokenizer: {error}") from error
+        return file_shapes(self.shapes, self.options), self.options.make_template(tokenizer)
+
+
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
-            progress: bool = False, workers: int = 1) -> Summary:
+            resume: bool = False, progress: bool = False, workers: int = 1) -> Summary:
     """Convert raw chat records into tokenized shards, `rejects.jsonl` and `manifest.json`.
+
+    The inputs are cut into units (see `units`), converted in order; a unit's shards, rejects and
+    receipt are complete before the next starts, and the manifest is written last.
 
     Args:
         inputs: files, folders or globs.
-        out_dir: the output folder; created if missing, and refused if it holds files unless `overwrite`.
+        out_dir: the output folder; created if missing, and refused if it holds files unless `overwrite`
+            or `resume`.
         options: what decides the output bytes.
         overwrite: replace a previous run's files in `out_dir`.
+        resume: finish an interrupted run of the same inputs and options in `out_dir`: its finished units
+            are verified and kept, the rest converted; the result is the bytes an uninterrupted run writes.
         progress: show a progress bar on stderr.
         workers: processes that decode, shape and tokenize (1: all in this process); the output
             is the same whatever the number.
@@ -419,24 +493,128 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     """
     source = open_source(inputs, options)
     out_dir = Path(out_dir)
-    prepare_output(out_dir, overwrite)
-    writer = WRITERS[options.format](out_dir, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
-                                     packed=options.pack is not None)
-    rejects = RejectsWriter(out_dir)
-    summary = Summary(pack=options.pack)
-    summary.shapes, summary.warnings = source.shape.names, list(source.warnings)
+    identity = run_identity(source, options)
+    if resume and (out_dir / MANIFEST_FILE).is_file():
+        return finished_run(out_dir, identity)
     try:
-        run(source, writer, rejects, summary, options, progress=progress, workers=workers)
-        if options.special_text == "keep" and summary.special_text_records:
-            summary.warnings.append(
-                f"{summary.special_text_records:,} record(s) hold special-token text or another template's markers, "
-                "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
+        units = plan_units(source.paths, split=options.split, unit_bytes=options.unit_bytes)
+    except (OSError, ReaderError) as error:
+        raise ConvertError(str(error)) from error
+    done = prepare_output(out_dir, overwrite=overwrite, resume=resume, identity=identity, units=units)
+    job = UnitJob(options, source.shape.names, str(out_dir))
+    results = dict(done)
+    with Workers(workers, (source.shape, source.template)) as pool, Progress(progress) as bar:
+        bar.update(sum(s.read for s in done.values()), sum(s.tokens for s in done.values()))
+        for unit in units:
+            if unit.index not in results:
+                results[unit.index] = convert_unit(job, unit, pool, bar)
+    return finish_run(out_dir, source, options, [results[unit.index] for unit in units], units)
+
+
+def run_identity(source: Source, options: ConvertOptions) -> dict:
+    """What a run converts: a resumed run must find the same, or its finished units would not fit."""
+    def stat(path: Path | str) -> dict:
+        if not isinstance(path, Path):
+            return {"input": path}
+        info = path.stat()
+        return {"input": str(path), "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+    return {"sftconv_version": __version__, "inputs": [stat(path) for path in source.paths],
+            "shapes": source.shape.names, "options": options.to_json(), "tokenizer": source.tokenizer.sha256}
+
+
+def finished_run(out_dir: Path, identity: dict) -> Summary:
+    """The summary of a run that had already finished, once its manifest fits the run and its files verify.
+
+    Raises:
+        ConvertError: the manifest is of other inputs or options, or a file it lists is missing or changed.
+    """
+    manifest = json.loads((out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    if [manifest["inputs"], manifest["options"]] != [[i["input"] for i in identity["inputs"]], identity["options"]]:
+        raise ConvertError(f"{out_dir} holds a finished run of other inputs or options; pass --overwrite to replace it")
+    for shard in manifest["shards"]:
+        for entry in shard["files"]:
+            path = out_dir / entry["file"]
+            if not path.is_file() or sha256_file(path) != entry["sha256"]:
+                raise ConvertError(f"{path} is missing or differs from manifest.json; pass --overwrite to convert again")
+    counts = manifest["counts"]
+    summary = Summary.from_receipt({**counts, "lengths": {}, "special_text_records": 0, "shards": manifest["shards"]})
+    summary.pack, summary.shapes = manifest["options"]["pack"], manifest["shapes"]
+    summary.warnings = [f"{out_dir} already holds this run, finished; its {len(summary.shards)} shard(s) verify"]
+    return summary
+
+
+class Progress:
+    """The run's bar on stderr: records read, with the tokens written and their rate (the run's average) after it."""
+
+    def __init__(self, enabled: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(disable=not enabled, unit=" rec", unit_scale=True, smoothing=0, desc="converting",
+                        dynamic_ncols=True)
+        self.tokens = 0
+
+    def update(self, records: int, tokens: int) -> None:
+        self.bar.update(records)
+        self.tokens += tokens
+        rate = self.tokens / max(self.bar.format_dict["elapsed"], 1e-9)
+        size = self.bar.format_sizeof
+        self.bar.set_postfix_str(f"{size(self.tokens)} tokens, {size(rate)} tok/s", refresh=False)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.bar.close()
+
+
+def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None = None) -> Summary:
+    """Convert one unit into its shards and rejects, then record its receipt; returns its summary.
+
+    `pool` holds the shaper and template (`UnitJob.open`) as its job; `bar`, if given, counts the
+    unit's records and tokens as they are written.
+
+    Raises:
+        ConvertError: the input cannot be read, a worker process died, or (with `on_error="fail"`)
+            the unit's first rejected record.
+    """
+    options, out_dir, work = job.options, Path(job.out_dir), WorkDir(Path(job.out_dir))
+    writer = WRITERS[options.format](out_dir, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
+                                     packed=options.pack is not None, prefix=f"{unit.name}-")
+    rejects = RejectsWriter(work.rejects(unit))
+    summary = Summary(pack=options.pack)
+    chunks = reader_for(unit.path, split=options.split).chunks(unit.path, unit.span)
+    try:
+        run(chunks, pool, writer, rejects, summary, options, bar)
         summary.shards = writer.close()
         rejects.close()
-    except BaseException:
-        writer.abort()
-        rejects.abort()
+    except BaseException as error:
+        chunks.close()
+        try:
+            writer.abort()
+        finally:
+            rejects.abort()
+        if isinstance(error, ReaderError):
+            raise ConvertError(str(error)) from error
         raise
+    work.save(unit, summary.to_receipt())
+    return summary
+
+
+def finish_run(out_dir: Path, source: Source, options: ConvertOptions, results: list[Summary],
+               units: list[Unit]) -> Summary:
+    """Join the units' results into the run's rejects file, the format's folder files and the manifest (last)."""
+    summary = Summary(pack=options.pack)
+    for result in results:
+        summary.add(result)
+    summary.shapes, summary.warnings = source.shape.names, list(source.warnings)
+    if options.special_text == "keep" and summary.special_text_records:
+        summary.warnings.append(
+            f"{summary.special_text_records:,} record(s) hold special-token text or another template's markers, "
+            "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
+    work = WorkDir(out_dir)
+    join_rejects([work.rejects(unit) for unit in units], out_dir / REJECTS_FILE)
+    summary.shards = WRITERS[options.format].finish(out_dir, summary.shards, packed=options.pack is not None)
     tokenizer = source.tokenizer
     limit = options.seq_limit
     write_manifest(out_dir, {
@@ -455,25 +633,25 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         "shards": [s.to_json() for s in summary.shards],
         "rejects_file": REJECTS_FILE,
     })
+    work.remove()
     return summary
 
 
-def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Summary,
-        options: ConvertOptions, *, progress: bool = False, workers: int = 1) -> None:
-    """Stream the source's samples through the length policy and packer into the writer, counting each.
+def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: RejectsWriter, summary: Summary,
+        options: ConvertOptions, bar: Progress | None = None) -> None:
+    """Stream chunks' samples through the length policy and packer into the writer, counting each.
 
-    Chunks are encoded by `workers` processes and taken back in input order; rejected records go to
+    Chunks are encoded by the pool's processes and taken back in input order; rejected records go to
     the rejects file (or, with `on_error="fail"`, stop the run); samples the length policy drops are
     counted by reason.
 
     Raises:
         ConvertError: a worker process died, or the first rejected record under `on_error="fail"`.
     """
-    from tqdm import tqdm
-
+    tokenizer = pool.job[1].tokenizer
     limit = options.seq_limit
-    lengths = None if limit is None else LengthPolicy(limit, options.overflow, eot_id=source.tokenizer.eot_id,
-                                                      eom_id=source.tokenizer.eom_id)
+    lengths = None if limit is None else LengthPolicy(limit, options.overflow, eot_id=tokenizer.eot_id,
+                                                      eom_id=tokenizer.eom_id)
     packer = None if options.pack is None else Packer(options.pack, options.pack_window)
 
     def write(columns: Columns) -> None:
@@ -491,32 +669,25 @@ def run(source: Source, writer: ShardWriter, rejects: RejectsWriter, summary: Su
         summary.tokens += int(samples.lengths.sum())
         summary.trained_tokens += int(samples.loss_mask.sum())
 
-    with Workers(workers, (source.shape, source.template)) as pool, \
-            tqdm(disable=not progress, unit=" rec", unit_scale=True, smoothing=0, desc="converting",
-                 dynamic_ncols=True) as bar:
-        started = time.perf_counter()
-        try:
-            for result in pool.map(encode_chunk, source.chunks()):
-                samples, rejected = result.samples, result.rejected
-                if rejected and options.on_error == "fail":
-                    # Write what came before the first bad record, so the shards it completes are kept.
-                    position, first = rejected[0]
-                    write_samples(samples.take(range(position)))
-                    raise ConvertError(f"{first.location}: {first.reason}: {first.detail}")
-                for _, item in rejected:
-                    summary.rejected_by_reason[item.reason] += 1
-                    rejects.write(item)
-                write_samples(samples)
-                summary.read += result.read
-                summary.special_text_records += result.marked
-                bar.update(result.read)
-                # Updated once per chunk, so the bar costs nothing next to the work; rates are run averages.
-                rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
-                bar.set_postfix_str(f"{tqdm.format_sizeof(summary.tokens)} tokens, {tqdm.format_sizeof(rate)} tok/s",
-                                    refresh=False)
-        except WorkerError as error:
-            raise ConvertError(str(error)) from error
-        if packer is not None:
-            write(Columns.from_packed(packer.flush_samples()))
+    try:
+        for result in pool.map(encode_chunk, chunks):
+            samples, rejected, written = result.samples, result.rejected, summary.tokens
+            if rejected and options.on_error == "fail":
+                # Write what came before the first bad record, so the shards it completes are kept.
+                position, first = rejected[0]
+                write_samples(samples.take(range(position)))
+                raise ConvertError(f"{first.location}: {first.reason}: {first.detail}")
+            for _, item in rejected:
+                summary.rejected_by_reason[item.reason] += 1
+                rejects.write(item)
+            write_samples(samples)
+            summary.read += result.read
+            summary.special_text_records += result.marked
+            if bar is not None:  # once per chunk, so the bar costs nothing next to the work
+                bar.update(result.read, summary.tokens - written)
+    except WorkerError as error:
+        raise ConvertError(str(error)) from error
+    if packer is not None:
+        write(Columns.from_packed(packer.flush_samples()))
     if lengths is not None:
         summary.lengths = lengths.stats

@@ -28,7 +28,7 @@ def manifest(out: Path) -> dict:
 
 
 def rows(out: Path) -> list[dict]:
-    return [row for shard in sorted(out.glob("shard-*.parquet")) for row in pq.read_table(shard).to_pylist()]
+    return [row for shard in sorted(out.glob("part-*.parquet")) for row in pq.read_table(shard).to_pylist()]
 
 
 def test_examples_convert_and_reconcile(tmp_path, tokenizer):
@@ -55,7 +55,7 @@ def test_shards_hold_what_the_template_renders(tmp_path, tokenizer):
     out = tmp_path / "out"
     shards = manifest(out)["shards"]
     assert [[f["file"] for f in s["files"]] for s in shards] == [
-        ["shard-00000.parquet"], ["shard-00001.parquet"], ["shard-00002.parquet"]]
+        ["part-00000-shard-00000.parquet"], ["part-00000-shard-00001.parquet"], ["part-00000-shard-00002.parquet"]]
     assert [s["rows"] for s in shards] == [10, 10, 5]
     template = Llama3Template(tokenizer)
     for i, row in enumerate(rows(out)):
@@ -72,7 +72,7 @@ def test_same_input_gives_identical_bytes(tmp_path):
     for name in ("a", "b"):
         assert convert(source, "-o", tmp_path / name, "--shard-rows", 7, "-q").exit_code == 0
     files = sorted(p.name for p in (tmp_path / "a").iterdir())
-    assert files == ["manifest.json", "rejects.jsonl"] + [f"shard-0000{i}.parquet" for i in range(5)]
+    assert files == ["manifest.json"] + [f"part-00000-shard-0000{i}.parquet" for i in range(5)] + ["rejects.jsonl"]
     for name in files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 

@@ -135,8 +135,10 @@ def test_stored_shards_decode_to_the_raw_conversations(tmp_path):
     assert result.exit_code == 0 and result.stderr == ""
     shown = bodies(result.stdout)
     assert [position for position, _, _ in shown] == list(range(12))
+    # Each input is a unit with its own shards: the first's 11 samples in shards of 4, 4 and 3, then the second's 1.
+    places = [(0, i // 4, i % 4) for i in range(11)] + [(1, 0, 0)]
     assert [location for _, location, _ in shown] == [
-        f"{tmp_path / 'out' / f'shard-0000{i // 4}.parquet'}[row {i % 4}]" for i in range(12)]
+        f"{tmp_path / 'out' / f'part-0000{unit}-shard-0000{shard}.parquet'}[row {row}]" for unit, shard, row in places]
     for (_, _, text), record in zip(shown, records):
         assert text == expected_plain(record)
 
@@ -190,7 +192,7 @@ def test_stored_output_notes_options_that_do_not_apply(tmp_path):
 
 def test_a_shard_on_its_own_and_a_wrong_tokenizer(tmp_path):
     convert(EXAMPLES, "-o", tmp_path / "out", "--shard-rows", 5)
-    shard = tmp_path / "out" / "shard-00001.parquet"
+    shard = tmp_path / "out" / "part-00000-shard-00001.parquet"
     result = inspect(shard, "--index", 0, "--plain")
     assert result.exit_code == 0 and bodies(result.stdout)[0][1] == f"{shard}[row 0]"
     assert bodies(result.stdout)[0][2] == bodies(inspect(EXAMPLES, "--index", 5).stdout)[0][2]

@@ -56,7 +56,10 @@ def test_each_format_shows_the_raw_samples(tmp_path, raw, raw_shown, output_form
     shown = bodies(result.stdout)
     assert len(shown) == 12
     assert [(p, text) for p, _, text in shown] == [(p, text) for p, _, text in raw_shown]
-    assert [where for _, where, _ in shown] == [f"{main_file(out, i // 4)}[row {i % 4}]" for i in range(12)]
+    shards = manifest(out)["shards"]  # the first input's 11 samples in shards of 4, 4 and 3, then the second's 1
+    assert [shard["rows"] for shard in shards] == [4, 4, 3, 1]
+    assert [where for _, where, _ in shown] == [f"{main_file(out, s)}[row {r}]"
+                                                for s, shard in enumerate(shards) for r in range(shard["rows"])]
     for args in (["--index", 7, "--index", 2], ["--sample", 4, "--seed", 3]):
         stored, direct = bodies(inspect(out, "--plain", *args).stdout), bodies(inspect(raw, "--plain", *args).stdout)
         assert [(p, text) for p, _, text in stored] == [(p, text) for p, _, text in direct]

@@ -232,7 +232,7 @@ def test_the_text_limit_leaves_normal_text_alone(tmp_path: Path, content: str, t
     source = write_jsonl(tmp_path / "in.jsonl", [chat(content)])
     result = CliRunner().invoke(main, ["convert", str(source), "-o", str(tmp_path / "out"), "-q", "--format", "jsonl"])
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in (tmp_path / "out").glob("shard-*.jsonl").__next__().read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "out").glob("part-*.jsonl").__next__().read_text().splitlines()]
     assert len(rows) == 1
     ids = tokenizer.encode(content)
     assert any(rows[0]["input_ids"][i:i + len(ids)] == ids for i in range(len(rows[0]["input_ids"])))

@@ -32,7 +32,7 @@ def run(*args) -> tuple[dict, list[dict]]:
     result = invoke(*args, "-q")
     assert result.exit_code == 0, result.output
     out = args[args.index("-o") + 1]
-    rows = [r for s in sorted(out.glob("shard-*.parquet")) for r in pq.read_table(s).to_pylist()]
+    rows = [r for s in sorted(out.glob("part-*.parquet")) for r in pq.read_table(s).to_pylist()]
     return json.loads((out / "manifest.json").read_text()), rows
 
 

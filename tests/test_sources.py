@@ -46,7 +46,7 @@ def outcome(out) -> tuple:
     """What a run produced, minus where its records came from: samples, counts, and reject reasons in order."""
     import pyarrow.parquet as pq
 
-    samples = [(r["input_ids"], r["loss_mask"]) for s in sorted(out.glob("shard-*.parquet"))
+    samples = [(r["input_ids"], r["loss_mask"]) for s in sorted(out.glob("part-*.parquet"))
                for r in pq.read_table(s).to_pylist()]
     counts = json.loads((out / "manifest.json").read_text())["counts"]
     reasons = [json.loads(line)["reason"] for line in (out / "rejects.jsonl").read_text().splitlines()]

@@ -95,7 +95,7 @@ def test_same_input_any_day_same_bytes(tmp_path, monkeypatch):
         result = convert(source, "-o", tmp_path / f"run{number}", "--template", "llama3.1", "-q")
         assert result.exit_code == 0, result.output
         runs.append(outputs(tmp_path / f"run{number}"))
-    assert runs[0] == runs[1] == outputs(tmp_path / "warm-up") and "shard-00000.parquet" in runs[0]
+    assert runs[0] == runs[1] == outputs(tmp_path / "warm-up") and "part-00000-shard-00000.parquet" in runs[0]
 
 
 def test_the_date_string_is_written_and_recorded(tmp_path, tokenizer):
@@ -109,7 +109,7 @@ def test_the_date_string_is_written_and_recorded(tmp_path, tokenizer):
         assert not list(validator("manifest").iter_errors(manifest))
         assert {k: manifest["options"][k] for k in ("template", "date_string", "tools_in", "train_tool_calls")} == {
             "template": "llama3.1", "date_string": date, "tools_in": "user", "train_tool_calls": True}
-        rows = pq.read_table(tmp_path / name / "shard-00000.parquet").to_pylist()
+        rows = pq.read_table(tmp_path / name / "part-00000-shard-00000.parquet").to_pylist()
         assert all(f"Today Date: {date}\n\n" in tokenizer.decode(row["input_ids"]) for row in rows)
 
 
@@ -118,7 +118,7 @@ def test_options_and_counts_through_convert(tmp_path, tokenizer):
     result = convert(source, "-o", tmp_path / "a", "--template", "llama3.1", "--tools-in", "system",
                      "--no-train-tool-calls", "-q")
     assert result.exit_code == 0, result.output
-    rows = pq.read_table(tmp_path / "a" / "shard-00000.parquet").to_pylist()
+    rows = pq.read_table(tmp_path / "a" / "part-00000-shard-00000.parquet").to_pylist()
     first = tokenizer.decode(rows[0]["input_ids"])
     assert first.index('"name": "get_weather"') < first.index("<|start_header_id|>user")  # in the system turn
     trained = [tokenizer.decode([t for t, m in zip(r["input_ids"], r["loss_mask"]) if m]) for r in rows]
@@ -188,7 +188,7 @@ def test_convert_truncates_after_a_tool_call(tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["counts"]["written"] == 1 and manifest["lengths"]["truncated"] == 1
-    [row] = pq.read_table(tmp_path / "out" / "shard-00000.parquet").to_pylist()
+    [row] = pq.read_table(tmp_path / "out" / "part-00000-shard-00000.parquet").to_pylist()
     assert row["input_ids"][-1] == 128008 and row["loss_mask"][-1] == 1
 
 

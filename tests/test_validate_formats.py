@@ -198,7 +198,7 @@ def test_jsonl_cut_at_a_line_break_still_disagrees_with_the_manifest(fresh):
 def test_unlisted_shard_is_a_warning(fresh, output_format):
     out = fresh(output_format)
     source = main_file(out, 0)
-    shutil.copy(source, out / source.name.replace("shard-00000", "shard-00007"))
+    shutil.copy(source, out / source.name.replace("part-00000-shard-00000", "part-00000-shard-00007"))
     exit_code, report = run(out)
     assert exit_code == 0 and counts(report) == {"unlisted_shard": 1}
     assert run(out, "--strict")[0] == 1

@@ -174,7 +174,7 @@ def test_statistics_are_exact(tmp_path, tokenizer):
                                      "--train-on", "last", "-q"]).exit_code == 0
     import pyarrow.parquet as pq
 
-    lengths = sorted(pq.read_table(tmp_path / "out" / "shard-00000.parquet").column("length").to_pylist())
+    lengths = sorted(pq.read_table(tmp_path / "out" / "part-00000-shard-00000.parquet").column("length").to_pylist())
     assert report["stats"]["tokens_per_sample"] == {"count": 5, "min": lengths[0], "median": lengths[2],
                                                     "p95": lengths[4], "max": lengths[4],
                                                     "mean": round(sum(lengths) / 5, 2)}

@@ -93,17 +93,17 @@ def test_clean_output_passes(converted):
 
 
 def test_flipped_label(out):
-    rewrite(out, "shard-00001.parquet", 3, lambda r: r["labels"].__setitem__(first_trained(r), -100))
+    rewrite(out, "part-00000-shard-00001.parquet", 3, lambda r: r["labels"].__setitem__(first_trained(r), -100))
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"label_mismatch": 1}
     [example] = examples(report, "label_mismatch")
-    assert (example["location"], example["field"]) == (f"{out / 'shard-00001.parquet'}[row 3]", "labels")
-    assert example["detail"].startswith(f"at {first_trained(pq.read_table(out / 'shard-00001.parquet').to_pylist()[3])}"
+    assert (example["location"], example["field"]) == (f"{out / 'part-00000-shard-00001.parquet'}[row 3]", "labels")
+    assert example["detail"].startswith(f"at {first_trained(pq.read_table(out / 'part-00000-shard-00001.parquet').to_pylist()[3])}"
                                         ": label -100, input_id ")
 
 
 def test_flipped_label_without_resealing_also_breaks_the_hash(out):
-    path = out / "shard-00000.parquet"
+    path = out / "part-00000-shard-00000.parquet"
     rows = pq.read_table(path).to_pylist()
     rows[0]["labels"][first_trained(rows[0])] += 1
     pq.write_table(pa.Table.from_pylist(rows, schema=arrow_schema(packed=False)), path)
@@ -111,7 +111,7 @@ def test_flipped_label_without_resealing_also_breaks_the_hash(out):
 
 
 def test_truncated_shard_is_reported_by_name(out):
-    path = out / "shard-00001.parquet"
+    path = out / "part-00000-shard-00001.parquet"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     exit_code, report = run(out)
     assert exit_code == 1
@@ -122,17 +122,17 @@ def test_truncated_shard_is_reported_by_name(out):
 
 
 def test_garbage_in_place_of_a_shard(out):
-    (out / "shard-00002.parquet").write_bytes(b"PAR1 this is not parquet at all PAR1")
-    reseal_hash_only(out, "shard-00002.parquet")
+    (out / "part-00000-shard-00002.parquet").write_bytes(b"PAR1 this is not parquet at all PAR1")
+    reseal_hash_only(out, "part-00000-shard-00002.parquet")
     assert counts(run(out)[1]) == {"shard_unreadable": 1, "counts_mismatch": 1}
 
 
 def test_shard_of_another_schema(out):
-    path = out / "shard-00000.parquet"
+    path = out / "part-00000-shard-00000.parquet"
     table = pq.read_table(path)
     pq.write_table(table.set_column(0, "input_ids", pa.array([str(v) for v in table.column("input_ids").to_pylist()])),
                    path)
-    reseal_hash_only(out, "shard-00000.parquet")
+    reseal_hash_only(out, "part-00000-shard-00000.parquet")
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"shard_unreadable": 1, "counts_mismatch": 1}
     assert examples(report, "shard_unreadable")[0]["detail"].startswith("column input_ids is string, not a list of integers")
@@ -158,19 +158,19 @@ def test_wrong_sha256(out):
 def test_id_out_of_range(out):
     def change(row):
         row["input_ids"][2] = VOCAB  # a header token: untrained, so its label stays -100
-    rewrite(out, "shard-00000.parquet", 7, change)
+    rewrite(out, "part-00000-shard-00000.parquet", 7, change)
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"id_out_of_range": 1}
     [example] = examples(report, "id_out_of_range")
-    assert example["location"].endswith("shard-00000.parquet[row 7]")
+    assert example["location"].endswith("part-00000-shard-00000.parquet[row 7]")
     assert example["detail"] == "input_ids[2] is 128256, not below the vocabulary size 128,256"
 
 
 def test_missing_shard(out):
-    (out / "shard-00002.parquet").unlink()
+    (out / "part-00000-shard-00002.parquet").unlink()
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"shard_missing": 1, "counts_mismatch": 1}
-    assert examples(report, "shard_missing")[0]["location"] == str(out / "shard-00002.parquet")
+    assert examples(report, "shard_missing")[0]["location"] == str(out / "part-00000-shard-00002.parquet")
     assert report["checked"] == 20
 
 
@@ -178,24 +178,24 @@ def test_untrained_eot(out):
     def change(row):
         last = len(row["input_ids"]) - 1
         row["loss_mask"][last], row["labels"][last] = 0, -100
-    rewrite(out, "shard-00000.parquet", 0, change)
+    rewrite(out, "part-00000-shard-00000.parquet", 0, change)
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"untrained_eot": 1}
     assert examples(report, "untrained_eot")[0]["detail"].endswith("trains its content but its <|eot_id|> is not trained")
 
 
 def test_row_training_on_nothing(out):
-    rewrite(out, "shard-00002.parquet", 1, lambda r: r.update(loss_mask=[0] * r["length"], labels=[-100] * r["length"]))
+    rewrite(out, "part-00000-shard-00002.parquet", 1, lambda r: r.update(loss_mask=[0] * r["length"], labels=[-100] * r["length"]))
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"no_trained_tokens": 1}
-    assert examples(report, "no_trained_tokens")[0]["location"].endswith("shard-00002.parquet[row 1]")
+    assert examples(report, "no_trained_tokens")[0]["location"].endswith("part-00000-shard-00002.parquet[row 1]")
 
 
 def test_trained_header(out):
     def change(row):
         at = row["input_ids"].index(START_HEADER)
         row["loss_mask"][at], row["labels"][at] = 1, START_HEADER
-    rewrite(out, "shard-00000.parquet", 4, change)
+    rewrite(out, "part-00000-shard-00000.parquet", 4, change)
     assert counts(run(out)[1]) == {"trained_header": 1}
 
 
@@ -207,17 +207,17 @@ def test_trained_header(out):
     (lambda r: r.update(input_ids=[], labels=[], loss_mask=[], length=0), "the sample is empty"),
 ])
 def test_bad_bos(out, change, detail):
-    rewrite(out, "shard-00001.parquet", 0, change)
+    rewrite(out, "part-00000-shard-00001.parquet", 0, change)
     _, report = run(out)
     assert counts(report) == {"bad_bos": 1} and examples(report, "bad_bos")[0]["detail"].startswith(detail)
 
 
 def test_length_mismatch(out):
-    rewrite(out, "shard-00002.parquet", 4, lambda r: r["loss_mask"].pop())
+    rewrite(out, "part-00000-shard-00002.parquet", 4, lambda r: r["loss_mask"].pop())
     exit_code, report = run(out)
     assert exit_code == 1 and counts(report) == {"length_mismatch": 1}
     [example] = examples(report, "length_mismatch")
-    n = len(pq.read_table(out / "shard-00002.parquet").to_pylist()[4]["input_ids"])
+    n = len(pq.read_table(out / "part-00000-shard-00002.parquet").to_pylist()[4]["input_ids"])
     assert example["detail"] == f"input_ids {n}, labels {n}, loss_mask {n - 1} tokens, length {n}"
 
 
@@ -249,7 +249,7 @@ def test_counts_and_rejects_must_add_up(out):
 
 
 def test_unlisted_shard_is_a_warning(out):
-    shutil.copy(out / "shard-00000.parquet", out / "shard-00007.parquet")
+    shutil.copy(out / "part-00000-shard-00000.parquet", out / "part-00000-shard-00007.parquet")
     exit_code, report = run(out)
     assert exit_code == 0 and counts(report) == {"unlisted_shard": 1}
     assert run(out, "--strict")[0] == 1
@@ -258,9 +258,9 @@ def test_unlisted_shard_is_a_warning(out):
 def test_rows_are_located_across_row_groups(tmp_path):
     """Shards are read a row group (1,024 rows) at a time; a row's number counts from the shard's start."""
     out = convert(tmp_path, records(2100))
-    assert pq.ParquetFile(out / "shard-00000.parquet").num_row_groups == 3
-    rewrite(out, "shard-00000.parquet", 2050, lambda r: r["labels"].__setitem__(first_trained(r), 5))
-    rewrite(out, "shard-00000.parquet", 1023, lambda r: r["input_ids"].__setitem__(1, -1))
+    assert pq.ParquetFile(out / "part-00000-shard-00000.parquet").num_row_groups == 3
+    rewrite(out, "part-00000-shard-00000.parquet", 2050, lambda r: r["labels"].__setitem__(first_trained(r), 5))
+    rewrite(out, "part-00000-shard-00000.parquet", 1023, lambda r: r["input_ids"].__setitem__(1, -1))
     _, report = run(out)
     assert counts(report) == {"label_mismatch": 1, "id_out_of_range": 1}
     assert examples(report, "label_mismatch")[0]["row"] == 2050 and examples(report, "id_out_of_range")[0]["row"] == 1023
@@ -282,18 +282,18 @@ def test_headers_trained_under_all_are_not_allowed_elsewhere(tmp_path):
 
 
 def test_max_seq_len_on_rows(converted):
-    longest = max(map(len, pq.read_table(converted / "shard-00000.parquet").column("input_ids").to_pylist()))
+    longest = max(map(len, pq.read_table(converted / "part-00000-shard-00000.parquet").column("input_ids").to_pylist()))
     assert run(converted, "--max-seq-len", longest)[0] == 0
     exit_code, report = run(converted, "--max-seq-len", longest - 1)
     assert exit_code == 1 and counts(report)["too_long"] >= 1
 
 
 def test_table_output_names_the_shard(out):
-    (out / "shard-00001.parquet").unlink()
+    (out / "part-00000-shard-00001.parquet").unlink()
     result = CliRunner().invoke(main, ["validate", str(out), "-q"])
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0] == f"15 rows in 3 shard(s) of {out}"
-    assert any(line.split()[:4] == ["error", "shard_missing", "1", str(out / "shard-00001.parquet")]
+    assert any(line.split()[:4] == ["error", "shard_missing", "1", str(out / "part-00000-shard-00001.parquet")]
                for line in result.stdout.splitlines())
     assert result.stdout.splitlines()[-1].startswith("FAILED: 2 finding(s) about whole files or the run")
 

@@ -66,7 +66,7 @@ def convert(inputs: list[Path], out: Path, *options) -> str:
 
 
 def files(out: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(out.iterdir())}
+    return {path.name: path.read_bytes() for path in sorted(out.iterdir()) if path.is_file()}
 
 
 @pytest.mark.parametrize("output_format", FORMATS)
@@ -105,7 +105,7 @@ def test_failing_run_stops_at_the_same_record_and_keeps_the_same_shards(tmp_path
     assert results[1] == results[2]
     code, stderr, kept = results[1]
     assert code == 1 and stderr == f"Error: {inputs[0]}:6: invalid_json: Expecting value: line 1 column 1 (char 0)\n"
-    assert sorted(kept) == ["shard-00000.parquet", "shard-00001.parquet"]  # four good records, two shards
+    assert sorted(kept) == ["part-00000-shard-00000.parquet", "part-00000-shard-00001.parquet"]  # four good records, two shards
 
 
 def test_chunks_of_a_dataset_in_several_files_are_its_records(tmp_path, small_chunks):

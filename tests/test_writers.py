@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from sftconv.cli import FORMATS, main
+from sftconv.units import WORK_DIR
 from sftconv.writers import WRITERS
 
 from .conftest import write_jsonl
@@ -117,7 +118,7 @@ def test_megatron_files_equal_megatron_builder_output(tmp_path, corpus):
                 builder.end_document()
             builder.finalize(str(tmp_path / f"{name}.idx"))
             for suffix in ("bin", "idx"):
-                assert (out / f"shard-00000.{name}.{suffix}").read_bytes() == (tmp_path / f"{name}.{suffix}").read_bytes()
+                assert (out / f"part-00000-shard-00000.{name}.{suffix}").read_bytes() == (tmp_path / f"{name}.{suffix}").read_bytes()
 
 
 def test_jsonl_is_one_readable_object_per_row(tmp_path, tokenizer):
@@ -128,7 +129,7 @@ def test_jsonl_is_one_readable_object_per_row(tmp_path, tokenizer):
 
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
     convert(write_jsonl(tmp_path / "in.jsonl", [{"messages": messages}]), "-o", tmp_path / "out", "--format", "jsonl", "-q")
-    [line] = (tmp_path / "out" / "shard-00000.jsonl").read_text().splitlines()
+    [line] = (tmp_path / "out" / "part-00000-shard-00000.jsonl").read_text().splitlines()
     row = json.loads(line)
     assert line == json.dumps(row) and list(row) == ["input_ids", "labels", "loss_mask", "length"]
     sample = Llama3Template(tokenizer).render(Conversation(tuple(Message(**m) for m in messages), Location("x")))
@@ -143,8 +144,8 @@ def test_failure_keeps_finished_shards_and_leaves_no_partial_file(tmp_path, outp
     result = CliRunner().invoke(main, ["convert", str(source), "-o", str(tmp_path / "out"), "--format",
                                        output_format, "--shard-rows", "500", "--on-error", "fail", "-q"])
     assert result.exit_code == 1 and "in.jsonl:1101: messages_not_list" in result.stderr
-    left = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert left and all(name.startswith(("shard-00000", "shard-00001")) for name in left), left
+    left = sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != WORK_DIR)  # WORK_DIR: for --resume
+    assert left and all(name.startswith(("part-00000-shard-00000", "part-00000-shard-00001")) for name in left), left
 
 
 def test_hf_empty_run_loads_as_an_empty_dataset(tmp_path):
@@ -157,11 +158,11 @@ def test_hf_empty_run_loads_as_an_empty_dataset(tmp_path):
 
 def test_overwrite_replaces_another_formats_output(tmp_path, corpus):
     convert(corpus, "-o", tmp_path, "--format", "hf", "-q")
-    (tmp_path / ".shard-00007.arrow.tmp").write_bytes(b"left by a killed run")
+    (tmp_path / ".part-00000-shard-00007.arrow.tmp").write_bytes(b"left by a killed run")
     convert(corpus, "-o", tmp_path, "--format", "megatron", "--overwrite", "-q")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "chats.jsonl") == [
-        "manifest.json", "rejects.jsonl", "shard-00000.input_ids.bin", "shard-00000.input_ids.idx",
-        "shard-00000.loss_mask.bin", "shard-00000.loss_mask.idx"]
+        "manifest.json", "part-00000-shard-00000.input_ids.bin", "part-00000-shard-00000.input_ids.idx",
+        "part-00000-shard-00000.loss_mask.bin", "part-00000-shard-00000.loss_mask.idx", "rejects.jsonl"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -338,14 +338,14 @@ def stored_shards(item: str) -> Stored | None:
     if path.is_dir():
         manifest = read_manifest(path)
         if manifest is None:
-            return parquet_without_manifest(sorted(path.glob("shard-*.parquet")), path)
+            return parquet_without_manifest(sorted(path.glob("part-*.parquet")), path)
         return from_manifest(path, manifest)
     matches = [Path(m) for m in sorted(glob.glob(item))] if glob.has_magic(item) else [path]
     if not matches or not all(m.is_file() for m in matches) or len({m.parent for m in matches}) > 1:
         return None
     folder = matches[0].parent
     # Only convert's own file names send us to a manifest: raw data may sit beside another tool's.
-    manifest = read_manifest(folder) if all(m.name.startswith("shard-") for m in matches) else None
+    manifest = read_manifest(folder) if all(m.name.startswith("part-") for m in matches) else None
     if manifest is None:
         return parquet_without_manifest(matches, folder)
     stored = from_manifest(folder, manifest, {m.name for m in matches})

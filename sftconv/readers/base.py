@@ -38,6 +38,23 @@ class RecordChunk(Chunk):
         return iter(self.items)
 
 
+@dataclass(frozen=True)
+class Span:
+    """A part of an input that can be read on its own: lines from a byte offset (JSON Lines) or row groups (Parquet).
+
+    `start` and `stop` are byte offsets at line starts or row-group indices (`stop` None: to the end);
+    `first` is the number of the span's first line (1-based) or row (0-based), so locations stay
+    those of the whole file.
+    """
+
+    start: int
+    stop: int | None
+    first: int
+
+    def to_json(self) -> dict:
+        return {"start": self.start, "stop": self.stop, "first": self.first}
+
+
 class Reader:
     """Yields the records of one input; subclasses implement `read_file` and know nothing of chat."""
 
@@ -48,7 +65,15 @@ class Reader:
         """Yield each record of `path`, or a Rejected for a part that cannot be decoded."""
         raise NotImplementedError
 
-    def file_chunks(self, path: Path) -> Iterator[Chunk]:
+    def spans(self, path: Path, size: int) -> list[Span | None]:
+        """The input cut into parts of about `size` bytes, in order; None stands for the whole input.
+
+        A reader that can start reading in the middle of a file overrides this and honours the span in
+        `file_chunks`; the others read each input whole.
+        """
+        return [None]
+
+    def file_chunks(self, path: Path, span: Span | None = None) -> Iterator[Chunk]:
         """`read_file`'s records in chunks; a reader that can leave decoding to the chunk overrides this."""
         records = self.read_file(path)
         while items := list(islice(records, CHUNK_RECORDS)):
@@ -62,13 +87,13 @@ class Reader:
         """
         return self._named_failures(path, self.read_file(path))
 
-    def chunks(self, path: Path) -> Iterator[Chunk]:
-        """`file_chunks`, with failures raised as `read` raises them.
+    def chunks(self, path: Path, span: Span | None = None) -> Iterator[Chunk]:
+        """`file_chunks` of the span (None: the whole input), with failures raised as `read` raises them.
 
         Raises:
             ReaderError: as for `read`.
         """
-        return self._named_failures(path, self.file_chunks(path))
+        return self._named_failures(path, self.file_chunks(path, span))
 
     @staticmethod
     def _named_failures(path: Path, items: Iterator) -> Iterator:

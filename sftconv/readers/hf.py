@@ -102,7 +102,7 @@ class DiskDatasetReader(Reader):
     def read_file(self, path: Path) -> Iterator[Record | Rejected]:
         yield from dataset_records(self._load(path), str(path))
 
-    def file_chunks(self, path: Path) -> Iterator[DatasetChunk]:
+    def file_chunks(self, path: Path, span: None = None) -> Iterator[DatasetChunk]:
         import pyarrow as pa
 
         dataset, row = self._load(path), 0

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..conversation import INVALID_JSON, INVALID_UTF8, Location, Record, Rejected
-from .base import Chunk, Reader
-from .compression import open_binary
+from .base import Chunk, Reader, Span
+from .compression import compression_of, open_binary
 
 CHUNK_BYTES = 1 << 18  # a chunk holds the whole lines that start in this many bytes
+SCAN_BYTES = 1 << 23  # bytes read at a time while counting the lines before each span
 TOO_DEEP = "JSON nested too deeply to decode"
 
 
@@ -68,6 +69,12 @@ class LineChunk(Chunk):
         return parse_lines(io.BytesIO(self.data).readlines(), self.source, self.first_line)
 
 
+def count_lines(handle, start: int, stop: int) -> int:
+    """The line ends in bytes `start:stop` of an open file."""
+    handle.seek(start)
+    return sum(handle.read(min(SCAN_BYTES, stop - at)).count(b"\n") for at in range(start, stop, SCAN_BYTES))
+
+
 class JsonlReader(Reader):
     """Reads `.jsonl` files (plain, gzip or zstd) line by line, in bounded memory; blank lines are not records."""
 
@@ -78,10 +85,34 @@ class JsonlReader(Reader):
         for chunk in self.file_chunks(path):
             yield from chunk.records()
 
-    def file_chunks(self, path: Path) -> Iterator[LineChunk]:
-        source, first_line, pending = str(path), 1, []  # pending: the start of a line not yet ended
+    def spans(self, path: Path, size: int) -> list[Span | None]:
+        """Spans of about `size` bytes, each ending at a line end; a compressed file is read whole."""
+        total = path.stat().st_size
+        if total <= size or compression_of(path):
+            return [None]
+        spans, start, line = [], 0, 1
+        with open(path, "rb") as handle:
+            while start < total:
+                handle.seek(start + size - 1)
+                rest = handle.readline()  # to the end of the line the span's last byte is in
+                stop = min(start + size - 1 + len(rest), total)
+                spans.append(Span(start, stop if stop < total else None, line))
+                if stop < total:
+                    line += count_lines(handle, start, stop)
+                start = stop
+        return spans
+
+    def file_chunks(self, path: Path, span: Span | None = None) -> Iterator[LineChunk]:
+        source, pending = str(path), []  # pending: the start of a line not yet ended
+        first_line, left = 1, None  # left: the bytes still to read, when the span ends before the file
+        if span is not None:
+            first_line, left = span.first, None if span.stop is None else span.stop - span.start
         with open_binary(path) as handle:
-            while block := handle.read(CHUNK_BYTES):
+            if span is not None:
+                handle.seek(span.start)
+            while block := handle.read(CHUNK_BYTES if left is None else min(CHUNK_BYTES, left)):
+                if left is not None:
+                    left -= len(block)
                 end = block.rfind(b"\n") + 1
                 if not end:
                     pending.append(block)

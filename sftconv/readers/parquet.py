@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..conversation import Location, Record, Rejected
 from . import base
-from .base import Chunk, Reader, ReaderError
+from .base import Chunk, Reader, ReaderError, Span
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -44,7 +44,26 @@ class ParquetReader(Reader):
         for chunk in self.file_chunks(path):
             yield from chunk.records()
 
-    def file_chunks(self, path: Path) -> Iterator[ArrowChunk]:
+    def spans(self, path: Path, size: int) -> list[Span | None]:
+        """Runs of whole row groups of about `size` bytes of data each (as the file's metadata counts them)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            metadata = pq.ParquetFile(path).metadata
+        except pa.ArrowException as error:
+            raise ReaderError(f"{path}: not a readable Parquet file: {error}") from error
+        spans, start, first, row, taken = [], 0, 0, 0, 0
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            if taken and taken + group.total_byte_size > size:
+                spans.append(Span(start, index, first))
+                start, first, taken = index, row, 0
+            taken += group.total_byte_size
+            row += group.num_rows
+        return [None] if not spans else [*spans, Span(start, None, first)]
+
+    def file_chunks(self, path: Path, span: Span | None = None) -> Iterator[ArrowChunk]:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -53,8 +72,10 @@ class ParquetReader(Reader):
             # pre_buffer=False: pyarrow's default pre-buffering reads ahead across row groups, which for a
             # large file meant holding about the whole file in memory; buffer_size reads column chunks piecewise.
             parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER)
-            row = 0
-            for batch in parquet.iter_batches(batch_size=base.CHUNK_RECORDS):
+            groups, row = None, 0
+            if span is not None:
+                groups, row = range(span.start, parquet.num_row_groups if span.stop is None else span.stop), span.first
+            for batch in parquet.iter_batches(batch_size=base.CHUNK_RECORDS, row_groups=groups):
                 yield ArrowChunk(source, row, batch)
                 row += batch.num_rows
         except pa.ArrowException as error:

@@ -199,7 +199,7 @@ def arrow_batch(table, first_row: int, columns: tuple[str, ...]) -> TokenBatch:
 
 
 class ParquetShards(ShardReader):
-    """Reads `shard-00000.parquet`, ... one row group at a time."""
+    """Reads `part-00000-shard-00000.parquet`, ... one row group at a time."""
 
     name = "parquet"
     suffixes = (".parquet",)
@@ -278,11 +278,11 @@ def nth(names: list, index: int) -> str:
 
 
 class JsonlShards(ShardReader):
-    """Reads `shard-00000.jsonl`, ... a bounded number of lines at a time."""
+    """Reads `part-00000-shard-00000.jsonl`, ... a bounded number of lines at a time."""
 
     name = "jsonl"
     suffixes = (".jsonl",)
-    patterns = ("shard-*.jsonl",)  # not `*.jsonl`: that would also match rejects.jsonl
+    patterns = ("part-*.jsonl",)  # not `*.jsonl`: that would also match rejects.jsonl
 
     def batches(self, paths: list[Path]) -> Iterator[TokenBatch]:
         path = self.main_file(paths)

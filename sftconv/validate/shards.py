@@ -67,7 +67,7 @@ class Tally:
 def is_output_folder(path: str | Path) -> bool:
     """Whether `path` is a convert output folder (a manifest, or a shard named as convert names them)."""
     path = Path(path)
-    return path.is_dir() and ((path / MANIFEST_FILE).exists() or any(path.glob("shard-[0-9][0-9][0-9][0-9][0-9].*")))
+    return path.is_dir() and ((path / MANIFEST_FILE).exists() or any(path.glob("part-[0-9][0-9][0-9][0-9][0-9]-shard-*")))
 
 
 def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_examples: int = 3,
@@ -93,7 +93,7 @@ def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_e
     manifest_path = folder / MANIFEST_FILE
     if not manifest_path.exists():
         detail = ("no manifest.json: the run did not finish, or this is not its folder (to validate the files in "
-                  f"it as raw input, pass them as files: '{folder}/shard-*')")
+                  f"it as raw input, pass them as files: '{folder}/part-*')")
         report.add_file(Location(str(manifest_path)), Finding(MANIFEST_MISSING, detail))
         return report
     try:

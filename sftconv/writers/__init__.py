@@ -5,7 +5,7 @@ from .jsonl import JsonlShardWriter
 from .manifest import MANIFEST_FILE, write_manifest
 from .megatron import MegatronShardWriter
 from .parquet import ParquetShardWriter
-from .rejects import REJECTS_FILE, RejectsWriter
+from .rejects import REJECTS_FILE, RejectsWriter, join_rejects
 from .shards import ShardInfo, ShardWriter
 
 WRITERS: dict[str, type[ShardWriter]] = {
@@ -23,5 +23,6 @@ __all__ = [
     "RejectsWriter",
     "ShardInfo",
     "ShardWriter",
+    "join_rejects",
     "write_manifest",
 ]

@@ -24,10 +24,10 @@ DESCRIPTION = "Llama 3 token ids, labels and loss masks written by sftconv; see 
 
 
 class HfShardWriter(ShardWriter):
-    """Writes `shard-00000.arrow`, ... and, on close, `dataset_info.json` and `state.json`.
+    """Writes `shard-00000.arrow`, ... and, in `finish`, `dataset_info.json` and `state.json`.
 
     Load with `datasets.load_from_disk("out/")`; the columns are the Parquet writer's. An empty run
-    still writes one empty shard, so the folder loads as an empty dataset. See `ShardWriter` for the arguments.
+    still gets one empty shard, so the folder loads as an empty dataset. See `ShardWriter` for the arguments.
     """
 
     name = "hf"
@@ -42,7 +42,7 @@ class HfShardWriter(ShardWriter):
         self.schema = schema.with_metadata({**schema.metadata, **self.features.arrow_schema.metadata})
 
     def paths(self, index: int) -> list[Path]:
-        return [self.out_dir / f"shard-{index:05d}.arrow"]
+        return [self.out_dir / f"{self.stem(index)}.arrow"]
 
     def _start(self, index: int) -> None:
         self._sink = pa.OSFile(str(temp_path(self.paths(index)[0])), "wb")
@@ -55,20 +55,21 @@ class HfShardWriter(ShardWriter):
         self._writer.close()
         self._sink.close()
 
-    def close(self) -> list[ShardInfo]:
-        """Finish the last shard, then write the two files that make the folder a `datasets` dataset."""
-        from datasets import DatasetInfo
+    @classmethod
+    def finish(cls, out_dir: Path, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
+        """Write the two files that make the folder a `datasets` dataset (and an empty shard if there is none)."""
+        from datasets import DatasetInfo, Features
 
-        super().close()
-        if not self.shards:
-            self._start(0)
-            self._open = True
+        if not shards:
+            writer = cls(out_dir, packed=packed, prefix="part-00000-")
+            writer._start(0)
+            writer._open = True
             # One empty record batch: `datasets` cannot load a stream that has none.
-            self._writer.write_batch(pa.RecordBatch.from_pylist([], schema=self.schema))
-            self._finish_shard()
-        names = [f.name for shard in self.shards for f in shard.files]
+            writer._writer.write_batch(pa.RecordBatch.from_pylist([], schema=writer.schema))
+            shards = writer.close()
+        names = [f.name for shard in shards for f in shard.files]
         # save_to_disk's fingerprint names the content; a hash of the shards does so deterministically.
-        fingerprint = hashlib.sha256("".join(f.sha256 for s in self.shards for f in s.files).encode()).hexdigest()
+        fingerprint = hashlib.sha256("".join(f.sha256 for s in shards for f in s.files).encode()).hexdigest()
         state = {
             "_data_files": [{"filename": name} for name in names],
             "_fingerprint": fingerprint[:16],
@@ -78,7 +79,7 @@ class HfShardWriter(ShardWriter):
             "_output_all_columns": False,
             "_split": None,
         }
-        info = asdict(DatasetInfo(description=DESCRIPTION, features=self.features))
-        write_text(self.out_dir / INFO_FILE, json.dumps({key: info[key] for key in sorted(info)}, indent=2))
-        write_text(self.out_dir / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
-        return self.shards
+        info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(arrow_schema(packed))))
+        write_text(out_dir / INFO_FILE, json.dumps({key: info[key] for key in sorted(info)}, indent=2))
+        write_text(out_dir / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+        return shards

@@ -18,7 +18,7 @@ class JsonlShardWriter(ShardWriter):
     name = "jsonl"
 
     def paths(self, index: int) -> list[Path]:
-        return [self.out_dir / f"shard-{index:05d}.jsonl"]
+        return [self.out_dir / f"{self.stem(index)}.jsonl"]
 
     def _start(self, index: int) -> None:
         self._handle = open(temp_path(self.paths(index)[0]), "w", encoding="utf-8")

@@ -54,7 +54,7 @@ class MegatronShardWriter(ShardWriter):
         return [self._path(index, name, suffix) for suffix in ("bin", "idx") for name in DATASETS]
 
     def _path(self, index: int, name: str, suffix: str) -> Path:
-        return self.out_dir / f"shard-{index:05d}.{name}.{suffix}"
+        return self.out_dir / f"{self.stem(index)}.{name}.{suffix}"
 
     def _start(self, index: int) -> None:
         self._index = index

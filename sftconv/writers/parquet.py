@@ -21,7 +21,7 @@ class ParquetShardWriter(ShardWriter):
     name = "parquet"
 
     def paths(self, index: int) -> list[Path]:
-        return [self.out_dir / f"shard-{index:05d}.parquet"]
+        return [self.out_dir / f"{self.stem(index)}.parquet"]
 
     def _start(self, index: int) -> None:
         self._writer = pq.ParquetWriter(temp_path(self.paths(index)[0]), arrow_schema(self.packed))

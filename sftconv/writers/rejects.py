@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from ..conversation import Rejected
@@ -12,10 +13,10 @@ REJECTS_FILE = "rejects.jsonl"
 
 
 class RejectsWriter:
-    """Streams rejects to a hidden temp file; `close` gives it its final name."""
+    """Streams rejects to a hidden temp file; `close` gives it its final name, `path`."""
 
-    def __init__(self, out_dir: Path):
-        self.path = Path(out_dir) / REJECTS_FILE
+    def __init__(self, path: Path):
+        self.path = Path(path)
         # A lone surrogate from the input is written as its JSON escape, keeping the line valid JSON.
         self._handle = open(temp_path(self.path), "w", encoding="utf-8", errors="backslashreplace")
 
@@ -29,3 +30,12 @@ class RejectsWriter:
     def abort(self) -> None:
         self._handle.close()
         temp_path(self.path).unlink(missing_ok=True)
+
+
+def join_rejects(parts: list[Path], final: Path) -> None:
+    """Write `final` atomically as the rejects files `parts`, one after the other."""
+    with open(temp_path(final), "wb") as out:
+        for part in parts:
+            with open(part, "rb") as handle:
+                shutil.copyfileobj(handle, out)
+    commit(final)

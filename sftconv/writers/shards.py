@@ -146,6 +146,11 @@ class ShardInfo:
     tokens: int
     trained_tokens: int
 
+    @classmethod
+    def from_json(cls, data: dict) -> ShardInfo:
+        files = tuple(ShardFile(f["file"], f["bytes"], f["sha256"]) for f in data["files"])
+        return cls(files, data["rows"], data["samples"], data["tokens"], data["trained_tokens"])
+
     def to_json(self) -> dict:
         return {
             "files": [f.to_json() for f in self.files],
@@ -170,6 +175,8 @@ class ShardWriter:
         shard_bytes: the most uncompressed token data in a shard, 9 bytes a token, 13 when packed
             (None: no byte limit).
         packed: rows are `PackedRow`s, written with `position_ids` and `seq_lens`.
+        prefix: put before every shard's name (`part-00003-` names `part-00003-shard-00000...`), so
+            that several writers can fill one folder.
 
     Raises:
         ValueError: a limit is below 1.
@@ -179,7 +186,7 @@ class ShardWriter:
     side_files: tuple[str, ...] = ()  # files other than shards that the writer puts in the folder
 
     def __init__(self, out_dir: Path, *, shard_rows: int | None = 100_000, shard_bytes: int | None = None,
-                 packed: bool = False):
+                 packed: bool = False, prefix: str = ""):
         for option, value in (("shard_rows", shard_rows), ("shard_bytes", shard_bytes)):
             if value is not None and value < 1:
                 raise ValueError(f"{option} must be at least 1, found {value}")
@@ -187,6 +194,7 @@ class ShardWriter:
         self.shard_rows = shard_rows
         self.shard_bytes = shard_bytes
         self.packed = packed
+        self.prefix = prefix
         self.shards: list[ShardInfo] = []
         self._open = False
         self._buffer: list[Columns] = []
@@ -195,6 +203,15 @@ class ShardWriter:
     def paths(self, index: int) -> list[Path]:
         """The final paths of shard `index`'s files, in the order they are renamed into place."""
         raise NotImplementedError
+
+    def stem(self, index: int) -> str:
+        """The name shard `index`'s files start with."""
+        return f"{self.prefix}shard-{index:05d}"
+
+    @classmethod
+    def finish(cls, out_dir: Path, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
+        """Write the files that make a folder of finished shards whole, once all are in it; returns all shards."""
+        return shards
 
     def _start(self, index: int) -> None:
         """Open shard `index`'s files under their temporary names."""
@@ -279,7 +296,7 @@ class ShardWriter:
         self._rows = self._bytes = self._samples = self._tokens = self._trained = 0
 
     def close(self) -> list[ShardInfo]:
-        """Finish the last shard and return what was written."""
+        """Finish the last shard and return what this writer wrote (`finish` completes the folder)."""
         if self._open:
             self._finish_shard()
         return self.shards
@@ -288,7 +305,9 @@ class ShardWriter:
         """Remove the unfinished shard after a failure; finished shards stay."""
         if self._open:
             self._buffer, self._buffered_rows, self._buffered_tokens = [], 0, 0
-            self._end()
             self._open = False
-            for path in self.paths(len(self.shards)):
-                temp_path(path).unlink(missing_ok=True)
+            try:
+                self._end()  # can fail again, on a full disk, say: the temp files go all the same
+            finally:
+                for path in self.paths(len(self.shards)):
+                    temp_path(path).unlink(missing_ok=True)
