@@ -119,3 +119,19 @@ def test_resume_of_a_finished_run_checks_it_and_changes_nothing(clean, corpus, t
     (out / manifest["shards"][2]["files"][0]["file"]).write_bytes(b"damaged")
     damaged = CliRunner().invoke(main, args + ["--resume"])
     assert damaged.exit_code == 1 and "differs from manifest.json" in damaged.output
+
+
+@pytest.mark.parametrize("output_format, first_file", [("hf", "arrow"), ("megatron", "input_ids.bin"), ("jsonl", "jsonl")])
+def test_every_format_resumes_to_the_bytes_of_a_clean_run(tmp_path, output_format, first_file):
+    rng = random.Random(8)
+    source = write_jsonl(tmp_path / "in.jsonl", [chat(rng) for _ in range(600)] + ["not json"])
+    args = ["convert", str(source), "--format", output_format, "--unit-size", "20KB", "--shard-rows", "7", "-q"]
+    assert CliRunner().invoke(main, [*args, "-o", str(tmp_path / "clean")]).exit_code == 0
+    out = tmp_path / "out"
+    blocker = out / f"part-00004-shard-00001.{first_file}"
+    blocker.mkdir(parents=True)  # unit 4 fails after its first shard
+    assert CliRunner().invoke(main, [*args, "-o", str(out), "--resume"]).exit_code == 1
+    assert (out / f"part-00004-shard-00000.{first_file}").exists()  # whole; unit 4 has no receipt, so resume redoes it
+    blocker.rmdir()
+    assert CliRunner().invoke(main, [*args, "-o", str(out), "--resume"]).exit_code == 0
+    assert files(out) == files(tmp_path / "clean")
