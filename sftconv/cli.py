@@ -35,7 +35,8 @@ class Commands(click.Group):
                 import traceback
 
                 traceback.print_exc()
-            click.echo("sftconv: interrupted", err=True)
+            hint = "; the same command with --resume finishes the run" if ctx.invoked_subcommand == "convert" else ""
+            click.echo(f"sftconv: interrupted{hint}", err=True)
             ctx.exit(130)
         except OSError as error:
             if ctx.params.get("debug") or isinstance(error, BrokenPipeError):

@@ -36,7 +36,7 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert stderr == "sftconv: interrupted\n"
+    assert stderr == "sftconv: interrupted; the same command with --resume finishes the run\n"
     assert not (out / "manifest.json").exists()
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
@@ -52,7 +52,8 @@ def test_ctrl_c_with_debug_shows_the_traceback(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
-    assert stderr.startswith("Traceback") and "KeyboardInterrupt" in stderr and stderr.endswith("\nsftconv: interrupted\n")
+    assert stderr.startswith("Traceback") and "KeyboardInterrupt" in stderr
+    assert stderr.endswith("\nsftconv: interrupted; the same command with --resume finishes the run\n")
 
 
 @pytest.fixture

@@ -205,11 +205,20 @@ DECISIONS = """
 
 ## The command line
 
-Ctrl-C stops a run with `sftconv: interrupted` on stderr and exit code 130, leaving no manifest
-(so the folder is not taken for a finished run). A failure of the operating system (disk full,
+Ctrl-C stops a run with `sftconv: interrupted; the same command with --resume finishes the run` on
+stderr and exit code 130, leaving no manifest (so the folder is not taken for a finished run). A failure of the operating system (disk full,
 permission denied, a folder where a file belongs) is one line on stderr and exit code 1; the global
 option `sftconv --debug` shows the traceback instead. `tests/test_cli_errors.py` checks these with a
 real SIGINT and a real full disk (a 1 MB tmpfs).
+
+## Crashes and `--resume`
+
+A run killed at any moment (SIGKILL, a lost machine) leaves only complete files under final names:
+shards are written under hidden temporary names and renamed when whole, a unit's receipt follows its
+shards, and the manifest comes last. `--resume` verifies each finished unit's files by sha256 and
+converts the rest. `tests/test_resume.py` kills real `sftconv convert` processes at random moments,
+checks that every shard left reads whole, resumes, and compares the folder with a clean run's, byte
+for byte; it also damages a finished shard (resume redoes that unit) and resumes each output format.
 """
 
 
