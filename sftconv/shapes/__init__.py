@@ -46,8 +46,11 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
     from ..schema import validator
 
     mapping = mapping or FieldMapping()
-    scores = {name: sum(validator(name).is_valid(mapping.apply(record, shape.fields)) for record in sample)
-              for name, shape in SHAPES.items()}
+    scores: dict[str, int] = {}
+    for name, shape in SHAPES.items():
+        scores[name] = sum(validator(name).is_valid(mapping.apply(record, shape.fields)) for record in sample)
+        if scores[name] == len(sample):
+            break  # every record fits: no later shape can score higher, and a tie goes to this one
     best = max(scores, key=scores.__getitem__)
     if scores[best]:
         return best

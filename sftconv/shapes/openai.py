@@ -8,9 +8,7 @@ from ..conversation import (
     ASSISTANT,
     BAD_TOOL_CALL,
     MESSAGE_NOT_OBJECT,
-    MESSAGES_NOT_LIST,
-    MISSING_MESSAGES,
-    NOT_AN_OBJECT,
+    ROLES,
     SYSTEM,
     TOOL,
     Message,
@@ -18,7 +16,7 @@ from ..conversation import (
 )
 from .base import Shape
 from .tools import calls_in_text, openai_calls, result_text, tool_definitions
-from .turns import TOOL_CALL, fields_seen, optional_text, role_of, text_of, train_flag
+from .turns import TOOL_CALL, list_field, non_empty_list, optional_text, role_of, text_of, train_flag
 
 
 class OpenAIShape(Shape):
@@ -50,17 +48,21 @@ class OpenAIShape(Shape):
     def __call__(self, data: Any) -> tuple[Message, ...]:
         if isinstance(data, list):
             messages, system = data, None
-        elif isinstance(data, dict):
-            if "messages" not in data:
-                raise RecordError(MISSING_MESSAGES, f"no 'messages' field (fields: {fields_seen(data)})")
-            messages, system = data["messages"], optional_text(data, "system")
         else:
-            raise RecordError(NOT_AN_OBJECT, f"expected a JSON object, found {type(data).__name__}")
-        if not isinstance(messages, list) or not messages:
-            found = "an empty list" if isinstance(messages, list) else type(messages).__name__
-            raise RecordError(MESSAGES_NOT_LIST, f"'messages' must be a non-empty list, found {found}")
-        prompt = (Message(SYSTEM, system),) if system is not None else ()
-        return prompt + tuple(self._message(i, m) for i, m in enumerate(messages))
+            messages, system = data[list_field(data, ("messages",))], optional_text(data, "system")
+        roles = self.roles
+        result = [Message(SYSTEM, system)] if system is not None else []
+        for index, message in enumerate(non_empty_list(messages, "messages")):
+            # Most messages are `{"role": ..., "content": "..."}` and nothing else: such a message is
+            # taken as it is, which is what `_message` would make of it, without its checks.
+            if type(message) is dict and len(message) == 2 and type(content := message.get("content")) is str:
+                role = message.get("role")
+                role = roles.get(role.lower()) if type(role) is str else None
+                if role in ROLES:
+                    result.append(Message(role, content))
+                    continue
+            result.append(self._message(index, message))
+        return tuple(result)
 
     def tools(self, data: Any) -> tuple[dict, ...]:
         return tool_definitions(data) if isinstance(data, dict) else ()

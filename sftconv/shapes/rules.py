@@ -55,6 +55,12 @@ class TurnRules:
     drop_empty_turns: bool = False
 
     def __call__(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        if self.system is None and well_formed(messages):
+            return messages  # the common case, told in one pass: nothing to repair and nothing to reject
+        return self._applied(messages)
+
+    def _applied(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """The rules one by one, in the order the class docstring gives."""
         messages = self._without_empty(messages)
         messages = self._with_system(messages)
         for index, message in enumerate(messages[1:], 2):
@@ -73,7 +79,7 @@ class TurnRules:
         """The messages without empty user/assistant turns, or a rejection naming the first one."""
         kept = []
         for index, message in enumerate(messages, 1):
-            if message.role in (USER, ASSISTANT) and not message.tool_calls and not message.content.strip():
+            if message.role in (USER, ASSISTANT) and not message.tool_calls and is_blank(message.content):
                 if not self.drop_empty_turns:
                     raise RecordError(EMPTY_CONTENT, f"turn {index} ({message.role}) has no content")
                 continue
@@ -108,3 +114,30 @@ class TurnRules:
             merged[-1] = Message(message.role, previous.content + MERGE_SEPARATOR + message.content, message.train,
                                  message.tool_calls)
         return tuple(merged)
+
+
+def well_formed(messages: tuple[Message, ...]) -> bool:
+    """Whether the messages pass every rule as they are: no empty user or assistant turn, a system turn
+    only first, no two same-role turns in a row but tool results, a user turn first after the system
+    prompt, and an assistant turn."""
+    previous, answered = None, False
+    for message in messages:
+        role = message.role
+        if role == SYSTEM:
+            if previous is not None:
+                return False
+        elif previous is None or previous == SYSTEM:
+            if role == ASSISTANT:
+                return False
+        elif role == previous and role != TOOL:
+            return False
+        if role in (USER, ASSISTANT) and not message.tool_calls and is_blank(message.content):
+            return False
+        answered = answered or role == ASSISTANT
+        previous = role
+    return answered
+
+
+def is_blank(text: str) -> bool:
+    """`not text.strip()`, without copying the text."""
+    return not text or text.isspace()

@@ -7,9 +7,6 @@ from typing import Any
 from ..conversation import (
     ASSISTANT,
     MESSAGE_NOT_OBJECT,
-    MESSAGES_NOT_LIST,
-    MISSING_MESSAGES,
-    NOT_AN_OBJECT,
     SYSTEM,
     TOOL,
     UNKNOWN_ROLE,
@@ -19,7 +16,7 @@ from ..conversation import (
 )
 from .base import Shape
 from .tools import calls_in_text, result_text, tool_definitions
-from .turns import TOOL_CALL, fields_seen, optional_text, role_of, text_of, train_flag
+from .turns import TOOL_CALL, fields_seen, list_field, non_empty_list, optional_text, role_of, text_of, train_flag
 
 LIST_FIELDS = ("conversations", "conversation")  # ms-swift writes the singular
 
@@ -49,15 +46,8 @@ class ShareGPTShape(Shape):
     fields = {"messages": "conversations", "role": "from", "content": "value", "system": "system", "tools": "tools"}
 
     def __call__(self, data: Any) -> tuple[Message, ...]:
-        if not isinstance(data, dict):
-            raise RecordError(NOT_AN_OBJECT, f"expected a JSON object, found {type(data).__name__}")
-        key = next((k for k in LIST_FIELDS if k in data), None)
-        if key is None:
-            raise RecordError(MISSING_MESSAGES, f"no 'conversations' field (fields: {fields_seen(data)})")
-        turns = data[key]
-        if not isinstance(turns, list) or not turns:
-            found = "an empty list" if isinstance(turns, list) else type(turns).__name__
-            raise RecordError(MESSAGES_NOT_LIST, f"'{key}' must be a non-empty list, found {found}")
+        key = list_field(data, LIST_FIELDS)
+        turns = non_empty_list(data[key], key)
         system = optional_text(data, "system")
         messages = [Message(SYSTEM, system)] if system is not None else []
         for index, turn in enumerate(turns):

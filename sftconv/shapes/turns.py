@@ -12,8 +12,11 @@ from ..conversation import (
     BAD_TRAIN_FLAG,
     CONTENT_NOT_STRING,
     INVALID_TEXT,
+    MESSAGES_NOT_LIST,
     MISSING_FIELD,
+    MISSING_MESSAGES,
     NON_TEXT_CONTENT,
+    NOT_AN_OBJECT,
     ROLES,
     SYSTEM,
     TEXT_TOO_LONG,
@@ -130,6 +133,32 @@ def fields_seen(data: Any) -> str:
     return f"none: a JSON {type(data).__name__}"
 
 
+def list_field(data: Any, keys: tuple[str, ...]) -> str:
+    """The first of `keys` that the record has: the field holding its list of turns.
+
+    Raises:
+        RecordError: `not_an_object` if the record is not an object, `missing_messages` if it has none of `keys`.
+    """
+    if not isinstance(data, dict):
+        raise RecordError(NOT_AN_OBJECT, f"expected a JSON object, found {type(data).__name__}")
+    key = next((k for k in keys if k in data), None)
+    if key is None:
+        raise RecordError(MISSING_MESSAGES, f"no '{keys[0]}' field (fields: {fields_seen(data)})")
+    return key
+
+
+def non_empty_list(turns: Any, key: str) -> list:
+    """The list of turns found under `key`.
+
+    Raises:
+        RecordError: `messages_not_list` if it is not a list, or an empty one.
+    """
+    if not isinstance(turns, list) or not turns:
+        found = "an empty list" if isinstance(turns, list) else type(turns).__name__
+        raise RecordError(MESSAGES_NOT_LIST, f"'{key}' must be a non-empty list, found {found}")
+    return turns
+
+
 def exchange(data: Mapping, prompt: str, answer: str) -> tuple[Message, ...]:
     """An instruction-style record as messages: its `system`, its `history` pairs, then prompt and answer.
 
@@ -173,6 +202,8 @@ def checked_texts(conversation: Conversation) -> Conversation:
             silently write U+FFFD in its place), `text_too_long` for a text over MAX_TEXT_CHARS.
     """
     for index, message in enumerate(conversation.messages):
+        if message.content.isascii() and len(message.content) <= MAX_TEXT_CHARS and not message.tool_calls:
+            continue  # the common case, checked without naming the message
         where = f"message {index} ({message.role})"
         check_text(message.content, where)
         for call in message.tool_calls:

@@ -250,19 +250,19 @@ class Llama3Template:
                 errors.append(RecordError(NO_TRAINED_TOKENS, f"no token is trained under --train-on {policy.value}"))
                 continue
             errors.append(None)
-            first_part, first_kind = len(parts), len(kinds)
+            first_part = len(parts)
             parts.append(BOS)
-            for message, trained in zip(messages, flags):
+            for message in messages:
                 text = message.content.strip()
                 if "<|" in text:
-                    del parts[first_part:], kinds[first_kind:]
+                    del parts[first_part:]
                     contents = [m.content.strip() for m in messages]
                     exact[len(sizes) + len(exact)] = self._assemble(messages, contents, flags)
                     break
                 parts += (headers.get(message.role) or self._header_text(message.role), text, EOT)
-                kinds.append(trained + (trained and train_headers))
             else:
                 sizes.append(len(messages))
+                kinds += [2 * trained for trained in flags] if train_headers else flags
         samples = self._tokenize("".join(parts), kinds, sizes)
         return (samples.merged(exact) if exact else samples), errors
 

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
+
 from ..tokenizer import special_token_names
 from .codes import CONTROL_CHARACTER, FOREIGN_TEMPLATE_MARKER, LONE_SURROGATE, SPECIAL_TOKEN_TEXT
 from .report import Finding
@@ -45,16 +47,43 @@ PATTERN = re.compile(
     r"|(?P<marker><\|[A-Za-z0-9_]+\|>|" + LITERAL_MARKERS + ")"
 )
 MARKER = re.compile(r"<\|[A-Za-z0-9_]+\|>|" + LITERAL_MARKERS)
+MARKER_BYTES = re.compile(MARKER.pattern.encode("ascii"))  # MARKER, on a record's JSON text
+encode_json = msgspec.json.Encoder().encode
 
 
 def first_marker(data: Any) -> Finding | None:
     """The first special-token text or foreign template marker in any string of a record, if there is one."""
+    if not may_hold_marker(data):
+        return None
     for path, text in strings(data, ()):
         # Every marker starts with < or [; looking for those two first is several times faster than the regex.
         if ("<" in text or "[" in text) and (match := MARKER.search(text)):
             code, detail = classify(match)
             return Finding(code, detail, field_name(path))
     return None
+
+
+def may_hold_marker(data: Any) -> bool:
+    """False when no string of the record can hold a marker, as one scan of its JSON text tells (most records).
+
+    Every string is written into the JSON text as it is, but for `"`, `\\` and control characters, which
+    no marker holds; so a marker in any string is a match in the text. A match may also be in a key:
+    then `first_marker`'s walk decides, as it does for a record that is not JSON (a lone surrogate,
+    a tuple as a key).
+    """
+    try:
+        text = encode_json(data)
+    except Exception:  # msgspec raises several types (TypeError, UnicodeEncodeError...) for what JSON cannot hold
+        return True
+    # Every marker starts with < or [: matched only where one is (a search tries every position, and is
+    # several times slower).
+    for start in (b"<", b"["):
+        at = text.find(start)
+        while at >= 0:
+            if MARKER_BYTES.match(text, at):
+                return True
+            at = text.find(start, at + 1)
+    return False
 
 
 def scan_record(data: Any) -> list[Finding]:
