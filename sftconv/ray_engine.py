@@ -47,11 +47,11 @@ def convert_alone(job: UnitJob, unit: Unit, cwd: str) -> Summary:
 class RayEngine:
     """Runs a run's units as Ray tasks of one CPU each and gathers their summaries; a context manager.
 
-    Entering joins the cluster as `ray.init` does: `address` ("auto", "HOST:6379", "ray://HOST:10001"),
-    else the cluster in RAY_ADDRESS, else a Ray instance started on this machine with `cpus` CPUs,
-    which leaving stops. A Ray already initialised in this process is used as it is. A cluster's
-    authentication comes from Ray's own environment (RAY_AUTH_TOKEN or ~/.ray/auth_token), never
-    from sftconv.
+    Entering joins the cluster at `address` ("auto", "HOST:6379", "ray://HOST:10001", as `ray.init`
+    takes it), else the one in RAY_ADDRESS, else starts a Ray instance on this machine with `cpus`
+    CPUs, which leaving stops (a cluster that `ray start` runs on this machine is joined only with
+    "auto"). A Ray already initialised in this process is used as it is. A cluster's authentication
+    comes from Ray's own environment (RAY_AUTH_TOKEN or ~/.ray/auth_token), never from sftconv.
 
     Args:
         address: the cluster to join; None: RAY_ADDRESS, or a local instance.
@@ -146,8 +146,9 @@ class RayEngine:
                 ray.cancel(ref)
         if failures:
             raise ConvertError(failure_report(failures, len(results) + len(failures), self.retries))
-        unseen = [name for index, summary in sorted(results.items()) for shard in summary.shards
-                  for name in [f.name for f in shard.files] if not (Path(job.out_dir) / name).is_file()]
+        out_dir = Path(job.out_dir)
+        unseen = [file.name for summary in results.values() for shard in summary.shards for file in shard.files
+                  if not (out_dir / file.name).is_file()]
         if unseen:
             raise ConvertError(f"{len(unseen)} file(s) the units wrote are not in {job.out_dir} as this machine sees "
                                f"it ({unseen[0]}, ...): on a cluster, the output folder must be on storage every "
@@ -201,11 +202,16 @@ def failure_report(failures: list[tuple[Unit, BaseException]], total: int, retri
 
 
 def describe(unit: Unit) -> str:
-    """The unit's input and the part of it the unit covers."""
-    if unit.span is None:
+    """The unit's input and the part of it the unit covers, in the reader's terms."""
+    from .readers import ParquetReader, reader_for
+
+    span = unit.span
+    if span is None:
         return str(unit.path)
-    stop = "end" if unit.span.stop is None else unit.span.stop
-    return f"{unit.path} [{unit.span.start}:{stop}]"
+    if isinstance(reader_for(unit.path), ParquetReader):
+        last = "end" if span.stop is None else span.stop - 1
+        return f"{unit.path}, row groups {span.start}-{last} (rows from {span.first})"
+    return f"{unit.path}, lines from {span.first} (bytes {span.start}-{'end' if span.stop is None else span.stop})"
 
 
 def reason(error: BaseException) -> str:

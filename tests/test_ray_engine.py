@@ -134,7 +134,10 @@ def test_a_unit_that_keeps_failing_is_named_and_resume_converts_only_it(ray_inst
         convert([str(p) for p in inputs], out, ConvertOptions(unit_bytes=UNIT_SIZE), engine=engine)
     message = str(raised.value)
     assert message.startswith(f"1 of {len(units)} unit(s) failed")
-    assert f"part-{KILLED:05d}: {inputs[0]} [" in message and "--resume" in message
+    span = units[KILLED].span
+    assert (f"  part-{KILLED:05d}: {inputs[0]}, lines from {span.first} (bytes {span.start}-{span.stop}): "
+            "The worker died unexpectedly") in message
+    assert message.endswith("run the same command with --resume to convert only the unfinished units")
     assert (tmp_path / "tries").read_text() == ".."  # the first try and one retry
     assert not (out / "manifest.json").exists()
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*")}
