@@ -273,6 +273,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         sftconv convert logs.json.gz -o out/ --messages-field dialog --role-field speaker \\
             --content-field text --role-alias bot=assistant --system "You are helpful."
         sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
+        sftconv convert '/shared/raw/*.jsonl' -o /shared/out/ --engine ray --ray-address auto
     """
     from contextlib import nullcontext
 

@@ -491,8 +491,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         progress: show a progress bar on stderr.
         workers: processes that decode, shape and tokenize (1: all in this process); the output
             is the same whatever the number.
-        engine: who runs the units: None, this machine with `workers` processes; a `RayEngine`, Ray
-            tasks on a cluster (`ray_engine`); the output is the same bytes.
+        engine: who runs the units: None, this machine with `workers` processes; an entered
+            `RayEngine`, Ray tasks on a cluster (`ray_engine`). The output is the same bytes.
 
     Raises:
         ConvertError: no input, an unreadable input, a non-empty output folder, a worker process

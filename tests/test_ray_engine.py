@@ -149,6 +149,26 @@ def test_a_unit_that_keeps_failing_is_named_and_resume_converts_only_it(ray_inst
     assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept  # the finished units were not redone
 
 
+def written_elsewhere(job, unit, cwd):
+    """A unit's task whose shards end up where the machine that runs sftconv does not see them (another node's disk)."""
+    summary = convert_alone(job, unit, cwd)
+    for shard in summary.shards:
+        for file in shard.files:
+            (Path(job.out_dir) / file.name).unlink()
+    return summary
+
+
+class WrittenElsewhere(RayEngine):
+    task = staticmethod(written_elsewhere)
+
+
+def test_shards_this_machine_cannot_see_stop_the_run_before_the_manifest(ray_instance, inputs, tmp_path):
+    with WrittenElsewhere() as engine, pytest.raises(ConvertError) as raised:
+        convert([str(inputs[1])], tmp_path / "ray", ConvertOptions(unit_bytes=UNIT_SIZE), engine=engine)
+    assert "the output folder must be on storage every node sees" in str(raised.value)
+    assert not (tmp_path / "ray" / "manifest.json").exists()
+
+
 def test_without_ray_the_error_says_how_to_install_it(inputs, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where Ray is not installed
     result = run_cli(inputs, tmp_path / "out", "--engine", "ray")
@@ -161,6 +181,13 @@ def test_a_ray_address_needs_the_ray_engine(inputs, tmp_path):
     result = run_cli(inputs, tmp_path / "out", "--ray-address", "auto")
     assert result.exit_code == 2
     assert "--ray-address needs --engine ray" in result.stderr
+
+
+def test_workers_are_refused_for_a_cluster(inputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    result = run_cli(inputs, tmp_path / "out", "--engine", "ray", "--workers", "2")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: the Ray cluster at 127.0.0.1:6379 has the CPUs it has: --workers applies")
 
 
 def test_an_address_where_nothing_listens_fails_at_once(inputs, tmp_path):
