@@ -197,7 +197,8 @@ def failure_report(failures: list[tuple[Unit, BaseException]], total: int, retri
         lines.append(f"  {unit.name}: {describe(unit)}: {reason(error)}")
     if len(failures) > SHOWN_FAILURES:
         lines.append(f"  ... and {len(failures) - SHOWN_FAILURES} more")
-    lines.append("fix the cause, then run the same command with --resume to convert only the unfinished units")
+    lines.append("fix the cause, then run the same command with --resume to convert only the unfinished units "
+                 "(after changing an input or an option, start again with --overwrite)")
     return "\n".join(lines)
 
 

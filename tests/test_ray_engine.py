@@ -7,7 +7,9 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,8 +43,8 @@ def inputs(tmp_path_factory) -> list[Path]:
     return [write_jsonl(folder / "a.jsonl", lines), folder / "b.parquet"]
 
 
-def run_cli(inputs: list[Path], out: Path, *args: str):
-    command = ["convert", *map(str, inputs), "-o", str(out), "--unit-size", str(UNIT_SIZE), "-q", *args]
+def run_cli(inputs: list[Path], out: Path, *args: str, unit_size: str = str(UNIT_SIZE)):
+    command = ["convert", *map(str, inputs), "-o", str(out), "--unit-size", unit_size, "-q", *args]
     return CliRunner().invoke(main, command, catch_exceptions=False)
 
 
@@ -137,7 +139,7 @@ def test_a_unit_that_keeps_failing_is_named_and_resume_converts_only_it(ray_inst
     span = units[KILLED].span
     assert (f"  part-{KILLED:05d}: {inputs[0]}, lines from {span.first} (bytes {span.start}-{span.stop}): "
             "The worker died unexpectedly") in message
-    assert message.endswith("run the same command with --resume to convert only the unfinished units")
+    assert "run the same command with --resume to convert only the unfinished units" in message
     assert (tmp_path / "tries").read_text() == ".."  # the first try and one retry
     assert not (out / "manifest.json").exists()
     kept = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*")}
@@ -147,6 +149,41 @@ def test_a_unit_that_keeps_failing_is_named_and_resume_converts_only_it(ray_inst
     assert result.exit_code == 0, result.output
     assert files(out) == files(local["parquet"])
     assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept  # the finished units were not redone
+
+
+def ray_daemons() -> set[int]:
+    """The process ids of every Ray instance's GCS server and raylet on this machine."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() in ("gcs_server", "raylet"):
+                found.add(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+def test_ctrl_c_stops_the_tasks_and_the_ray_instance_and_resume_finishes(ray_instance, tmp_path):
+    rng = random.Random(9)
+    source = write_jsonl(tmp_path / "chats.jsonl", [chat(rng) for _ in range(3_000)])
+    out, before = tmp_path / "ray", ray_daemons()
+    process = subprocess.Popen([sys.executable, "-m", "sftconv", "convert", str(source), "-o", str(out), "-q",
+                                "--unit-size", "40KB", "--engine", "ray", "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    receipt = out / ".sftconv-run" / "part-00000.json"  # the signal lands once units are being converted
+    deadline = time.monotonic() + 120
+    while not receipt.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.endswith("sftconv: interrupted\n")
+    assert not (out / "manifest.json").exists()
+    assert ray_daemons() == before  # the instance the run started is gone, the tests' own is still there
+
+    assert run_cli([source], out, "--engine", "ray", "--resume", unit_size="40KB").exit_code == 0
+    assert run_cli([source], tmp_path / "local", unit_size="40KB").exit_code == 0
+    assert files(out) == files(tmp_path / "local")
 
 
 def written_elsewhere(job, unit, cwd):
