@@ -1,5 +1,5 @@
-"""`convert --engine ray`: a real local Ray instance writes the local engine's bytes, survives a killed worker, and
-reports a unit that keeps failing so that `--resume` finishes the run."""
+"""`convert --engine ray` on real local Ray instances: the local engine's bytes, a killed worker retried, a unit
+that keeps failing named and then finished by `--resume`, a real Ctrl-C, and the errors a user can meet."""
 
 from __future__ import annotations
 
