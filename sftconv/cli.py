@@ -237,8 +237,16 @@ class ByteSize(click.ParamType):
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Processes that parse, render and tokenize; 1 runs everything in one process. The output "
                    "is the same whatever the number.  [default: the number of CPU cores]")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Who converts the units: local: this machine's worker processes; ray: Ray tasks, one unit "
+                   "each, on a Ray instance started here with --workers CPUs or on the cluster of "
+                   "--ray-address. The output is the same bytes (see docs/scaling.md).")
+@click.option("--ray-address", metavar="ADDRESS", default=None,
+              help="The Ray cluster to run on with --engine ray: auto, HOST:6379 or ray://HOST:10001; the "
+                   "output folder must be on storage every node sees.  [default: RAY_ADDRESS, else a Ray "
+                   "instance on this machine]")
 def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len, overflow, pack, pack_window,
-            on_error, overwrite, resume, unit_size, quiet, workers, **source):
+            on_error, overwrite, resume, unit_size, quiet, workers, engine, ray_address, **source):
     """Convert chat records (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into tokenized shards.
 
     Each record becomes one sample in the Llama 3 Instruct format (or, with --template
@@ -266,7 +274,10 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         sftconv convert logs.json.gz -o out/ --messages-field dialog --role-field speaker \\
             --content-field text --role-alias bot=assistant --system "You are helpful."
         sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
+        sftconv convert '/shared/raw/*.jsonl' -o /shared/out/ --engine ray --ray-address auto
     """
+    from contextlib import nullcontext
+
     from .engine import default_workers
     from .pipeline import ConvertError, ConvertOptions
     from .pipeline import convert as run_convert
@@ -285,9 +296,17 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         shard_rows=shard_rows if shard_rows is not None or shard_size is not None else 100_000,
         shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
         pack=pack, pack_window=pack_window or DEFAULT_WINDOW, unit_bytes=unit_size or UNIT_BYTES)
+    if ray_address is not None and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    runner = None  # the local engine
     try:
-        summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, resume=resume, progress=not quiet,
-                              workers=workers or default_workers())
+        if engine == "ray":
+            from .ray_engine import RayEngine
+
+            runner = RayEngine(ray_address, cpus=workers)
+        with runner or nullcontext():
+            summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, resume=resume,
+                                  progress=not quiet, workers=workers or default_workers(), engine=runner)
     except ConvertError as error:
         raise click.ClickException(str(error)) from error
     for warning in summary.warnings:

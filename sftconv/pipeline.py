@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import astuple, dataclass, field
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .conversation import SPECIAL_TEXT, TOO_LONG, Conversation, Record, RecordError, Rejected
@@ -26,6 +28,9 @@ from .writers import (MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, Shard
                       write_manifest)
 from .writers.atomic import sha256_file
 from .writers.shards import Columns
+
+if TYPE_CHECKING:  # imports ray's engine only where it is chosen
+    from .ray_engine import RayEngine
 
 BATCH_RECORDS = 1024  # records shaped and tokenized together by `encode_batches`
 DETECT_RECORDS = 100  # records at the start of each input that decide its shape under --shape auto
@@ -469,7 +474,7 @@ class UnitJob:
 
 
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
-            resume: bool = False, progress: bool = False, workers: int = 1) -> Summary:
+            resume: bool = False, progress: bool = False, workers: int = 1, engine: RayEngine | None = None) -> Summary:
     """Convert raw chat records into tokenized shards, `rejects.jsonl` and `manifest.json`.
 
     The inputs are cut into units (see `units`), converted in order; a unit's shards, rejects and
@@ -486,6 +491,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         progress: show a progress bar on stderr.
         workers: processes that decode, shape and tokenize (1: all in this process); the output
             is the same whatever the number.
+        engine: who runs the units: None, this machine with `workers` processes; an entered
+            `RayEngine`, Ray tasks on a cluster (`ray_engine`). The output is the same bytes.
 
     Raises:
         ConvertError: no input, an unreadable input, a non-empty output folder, a worker process
@@ -503,10 +510,14 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     done = prepare_output(out_dir, overwrite=overwrite, resume=resume, identity=identity, units=units)
     job = UnitJob(options, source.shape.names, str(out_dir))
     results = dict(done)
-    with Workers(workers, (source.shape, source.template)) as pool, Progress(progress) as bar:
+    todo = [unit for unit in units if unit.index not in results]
+    local = Workers(workers, (source.shape, source.template)) if engine is None else nullcontext()
+    with local as pool, Progress(progress) as bar:
         bar.update(sum(s.read for s in done.values()), sum(s.tokens for s in done.values()))
-        for unit in units:
-            if unit.index not in results:
+        if engine is not None:
+            results.update(engine.run(job, todo, bar))
+        else:
+            for unit in todo:
                 results[unit.index] = convert_unit(job, unit, pool, bar)
     return finish_run(out_dir, source, options, [results[unit.index] for unit in units], units)
 
