@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 IN_FLIGHT_PER_WORKER = 4  # chunks sent ahead per worker: enough to keep each busy, few enough to bound memory
@@ -35,6 +37,22 @@ def _start_worker(job: Any) -> None:
 
 def _call(function: Callable, item: Any) -> Any:
     return function(_job, item)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C during the block is raised at its end, for work that an interrupt must not cut short (a fork, a start)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 class Workers:
@@ -72,12 +90,14 @@ class Workers:
             self._pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_start_worker,
                                              initargs=(self.job,))
             # Fork the workers now, before the caller starts threads (a progress bar's) that a fork would not carry.
-            # A Ctrl-C that lands during a fork would be lost in the fork handlers: hold it until they are done.
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            # A Ctrl-C that lands during a fork would be lost in the fork handlers: hold it until they are done,
+            # and stop the workers if it came (with no `with` block entered, nothing else would).
             try:
-                self._pool.submit(int).result()
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+                with interrupts_held():
+                    self._pool.submit(int).result()
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
     def __exit__(self, *exc_info) -> None:

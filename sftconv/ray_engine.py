@@ -11,14 +11,11 @@ this engine is chosen.
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
-from .engine import Workers, default_workers
+from .engine import Workers, default_workers, interrupts_held
 from .pipeline import ConvertError, Progress, Summary, UnitJob, convert_unit
 from .units import Unit
 
@@ -154,22 +151,6 @@ class RayEngine:
                                f"it ({unseen[0]}, ...): on a cluster, the output folder must be on storage every "
                                "node sees (a shared file system mounted at the same path)")
         return results
-
-
-@contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Ctrl-C during the block is raised at its end: a Ray start cut short leaves processes that nothing stops."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 def check_reachable(address: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,9 @@ def cache_hub_dataset(cache_dir: Path, repo_id: str, splits: dict[str, list]) ->
     Json(cache_dir=str(cache_dir), dataset_name=name, config_id="default", hash="0123abcd", data_files=files
          ).download_and_prepare()
     (cache_dir / name).rename(cache_dir / f"{namespace}___{name}")
+
+
+def interruptible() -> None:
+    """Run in a test's child process before it starts: Ctrl-C acts on it, even where the tests run as a
+    background job (a shell gives those SIGINT ignored, and an ignored signal is inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from sftconv.cli import main
 
-from .conftest import write_jsonl
+from .conftest import interruptible, write_jsonl
 
 
 def records(count: int) -> list[dict]:
@@ -28,7 +28,7 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "big.jsonl", records(400_000))
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "sftconv", "convert", str(source), "-o", str(out), "-q"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     # Wait until the run is under way (its output folder exists), so the signal lands mid-conversion.
     deadline = time.monotonic() + 60
     while not out.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -45,7 +45,8 @@ def test_ctrl_c_with_debug_shows_the_traceback(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "big.jsonl", records(400_000))
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "sftconv", "--debug", "convert", str(source), "-o", str(out),
-                                "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=interruptible)
     deadline = time.monotonic() + 60
     while not out.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -23,7 +23,7 @@ from sftconv.pipeline import ConvertError, ConvertOptions, convert
 from sftconv.ray_engine import RayEngine, convert_alone
 from sftconv.units import plan_units
 
-from .conftest import write_jsonl
+from .conftest import interruptible, write_jsonl
 from .test_workers import chat
 
 UNIT_SIZE = 2_000  # bytes: the inputs below make 20-odd units
@@ -169,7 +169,7 @@ def test_ctrl_c_stops_the_tasks_and_the_ray_instance_and_resume_finishes(ray_ins
     out, before = tmp_path / "ray", ray_daemons()
     process = subprocess.Popen([sys.executable, "-m", "sftconv", "convert", str(source), "-o", str(out), "-q",
                                 "--unit-size", "40KB", "--engine", "ray", "--workers", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     receipt = out / ".sftconv-run" / "part-00000.json"  # the signal lands once units are being converted
     deadline = time.monotonic() + 120
     while not receipt.exists() and process.poll() is None and time.monotonic() < deadline:
