@@ -548,6 +548,7 @@ def finished_run(out_dir: Path, identity: dict) -> Summary:
             path = out_dir / entry["file"]
             if not path.is_file() or sha256_file(path) != entry["sha256"]:
                 raise ConvertError(f"{path} is missing or differs from manifest.json; pass --overwrite to convert again")
+    WorkDir(out_dir).remove()  # left if the run was killed between writing its manifest and removing it
     counts = manifest["counts"]
     summary = Summary.from_receipt({**counts, "lengths": {}, "special_text_records": 0, "shards": manifest["shards"]})
     summary.pack, summary.shapes = manifest["options"]["pack"], manifest["shapes"]
