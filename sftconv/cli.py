@@ -35,7 +35,8 @@ class Commands(click.Group):
                 import traceback
 
                 traceback.print_exc()
-            hint = "; the same command with --resume finishes the run" if ctx.invoked_subcommand == "convert" else ""
+            convert = ctx.invoked_subcommand == "convert"
+            hint = "; rerun with --resume (not --overwrite) to finish the run" if convert else ""
             click.echo(f"sftconv: interrupted{hint}", err=True)
             ctx.exit(130)
         except OSError as error:

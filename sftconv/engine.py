@@ -50,9 +50,11 @@ def interrupts_held() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    if caught and callable(previous):  # Python's own handler raises KeyboardInterrupt; an ignored SIGINT stays ignored
+        previous(signal.SIGINT, None)
+    elif caught and previous in (signal.SIG_DFL, None):
+        signal.raise_signal(signal.SIGINT)
 
 
 class Workers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
@@ -34,6 +35,9 @@ if TYPE_CHECKING:  # imports ray's engine only where it is chosen
 
 BATCH_RECORDS = 1024  # records shaped and tokenized together by `encode_batches`
 DETECT_RECORDS = 100  # records at the start of each input that decide its shape under --shape auto
+# A shard file's name (`part-00003-shard-00000.parquet`; `shard-00000...` from sftconv before units), and nothing else
+# starting with `part-`: Spark and Hadoop name their files that way too.
+SHARD_NAME = re.compile(r"(part-\d{5}-)?shard-\d{5}\.(parquet|arrow|jsonl|(input_ids|loss_mask)\.(bin|idx))$")
 SPECIAL_TEXT_POLICIES = ("keep", "reject")  # --special-text: what to do with a record holding special-token text
 
 
@@ -248,7 +252,7 @@ def prepare_output(out_dir: Path, *, overwrite: bool, resume: bool, identity: di
         hint = "--resume to finish that run, or " if work.exists() else ""
         raise ConvertError(f"{out_dir} is not empty ({shown}); pass {hint}--overwrite to replace it")
     foreign = [name for name in existing if not is_ours(name)]
-    if resume and not overwrite and foreign:
+    if resume and not overwrite and foreign and not work.exists():  # with a run of ours there, they were there too
         raise ConvertError(f"{out_dir} holds files sftconv did not write ({', '.join(foreign[:3])}); "
                            "resume into the folder of the interrupted run")
     keep = {f.name for summary in done.values() for shard in summary.shards for f in shard.files}
@@ -265,7 +269,7 @@ def is_ours(name: str) -> bool:
     if name.startswith(".") and name.endswith(".tmp"):
         name = name[1:-len(".tmp")]
     side_files = {MANIFEST_FILE, REJECTS_FILE, WORK_DIR}.union(*(writer.side_files for writer in WRITERS.values()))
-    return name.startswith(("part-", "shard-")) or name in side_files
+    return SHARD_NAME.match(name) is not None or name in side_files
 
 
 def batched(items: Iterable, size: int) -> Iterator[list]:
@@ -530,7 +534,7 @@ def run_identity(source: Source, options: ConvertOptions) -> dict:
         info = path.stat()
         return {"input": str(path), "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
 
-    return {"sftconv_version": __version__, "inputs": [stat(path) for path in source.paths],
+    return {"sftconv_version": __version__, "inputs": [stat(path) for path in source.paths], "format": options.format,
             "shapes": source.shape.names, "options": options.to_json(), "tokenizer": source.tokenizer.sha256}
 
 
@@ -541,7 +545,10 @@ def finished_run(out_dir: Path, identity: dict) -> Summary:
         ConvertError: the manifest is of other inputs or options, or a file it lists is missing or changed.
     """
     manifest = json.loads((out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
-    if [manifest["inputs"], manifest["options"]] != [[i["input"] for i in identity["inputs"]], identity["options"]]:
+    recorded = [manifest["sftconv_version"], manifest["inputs"], manifest["format"], manifest["shapes"],
+                manifest["options"], manifest["tokenizer"]["sha256"]]
+    if recorded != [identity["sftconv_version"], [i["input"] for i in identity["inputs"]], identity["format"],
+                    identity["shapes"], identity["options"], identity["tokenizer"]]:
         raise ConvertError(f"{out_dir} holds a finished run of other inputs or options; pass --overwrite to replace it")
     for shard in manifest["shards"]:
         for entry in shard["files"]:
@@ -550,9 +557,11 @@ def finished_run(out_dir: Path, identity: dict) -> Summary:
                 raise ConvertError(f"{path} is missing or differs from manifest.json; pass --overwrite to convert again")
     WorkDir(out_dir).remove()  # left if the run was killed between writing its manifest and removing it
     counts = manifest["counts"]
-    summary = Summary.from_receipt({**counts, "lengths": {}, "special_text_records": 0, "shards": manifest["shards"]})
+    lengths = {key: value for key, value in (manifest["lengths"] or {}).items() if key in LengthStats().to_json()}
+    summary = Summary.from_receipt({**counts, "lengths": lengths, "special_text_records": 0, "shards": manifest["shards"]})
     summary.pack, summary.shapes = manifest["options"]["pack"], manifest["shapes"]
-    summary.warnings = [f"{out_dir} already holds this run, finished; its {len(summary.shards)} shard(s) verify"]
+    summary.warnings = [f"{out_dir} already holds this run, finished; its {len(summary.shards)} shard(s) verify "
+                        "(whether an input changed since is not recorded: --overwrite converts again)"]
     return summary
 
 

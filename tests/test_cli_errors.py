@@ -36,7 +36,7 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(tmp_path: Path) -> None:
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert stderr == "sftconv: interrupted; the same command with --resume finishes the run\n"
+    assert stderr == "sftconv: interrupted; rerun with --resume (not --overwrite) to finish the run\n"
     assert not (out / "manifest.json").exists()
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
@@ -54,7 +54,7 @@ def test_ctrl_c_with_debug_shows_the_traceback(tmp_path: Path) -> None:
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.startswith("Traceback") and "KeyboardInterrupt" in stderr
-    assert stderr.endswith("\nsftconv: interrupted; the same command with --resume finishes the run\n")
+    assert stderr.endswith("\nsftconv: interrupted; rerun with --resume (not --overwrite) to finish the run\n")
 
 
 @pytest.fixture

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
-from sftconv.engine import IN_FLIGHT_PER_WORKER, WorkerError, Workers
+from sftconv.engine import IN_FLIGHT_PER_WORKER, WorkerError, Workers, interrupts_held
 
 
 def scaled(job: int, item: int) -> tuple[int, int]:
@@ -68,3 +69,16 @@ def test_the_convert_job_survives_pickling_for_platforms_without_fork(tmp_path):
     chunk = LineChunk(str(path), 1, path.read_bytes())
     copied = pickle.loads(pickle.dumps(job))
     assert encode_chunk(copied, chunk).samples.split() == encode_chunk(job, chunk).samples.split()
+
+
+def test_an_interrupt_held_during_a_fork_acts_as_the_handler_before_it_would_have():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job: Ctrl-C stays ignored
+    try:
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous

@@ -205,8 +205,8 @@ DECISIONS = """
 
 ## The command line
 
-Ctrl-C stops a run with `sftconv: interrupted; the same command with --resume finishes the run` on
-stderr and exit code 130, leaving no manifest (so the folder is not taken for a finished run). A failure of the operating system (disk full,
+Ctrl-C stops a run with `sftconv: interrupted; rerun with --resume (not --overwrite) to finish the
+run` on stderr and exit code 130, leaving no manifest (so the folder is not taken for a finished run). A failure of the operating system (disk full,
 permission denied, a folder where a file belongs) is one line on stderr and exit code 1; the global
 option `sftconv --debug` shows the traceback instead. `tests/test_cli_errors.py` checks these with a
 real SIGINT and a real full disk (a 1 MB tmpfs).

@@ -136,3 +136,19 @@ def test_every_format_resumes_to_the_bytes_of_a_clean_run(tmp_path, output_forma
     blocker.rmdir()
     assert CliRunner().invoke(main, [*args, "-o", str(out), "--resume"]).exit_code == 0
     assert files(out) == files(tmp_path / "clean")
+
+
+def test_resume_checks_the_format_and_leaves_files_of_others_alone(corpus, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "part-00000-1b2c.snappy.parquet").write_bytes(b"a Spark file")  # named like ours, but not ours
+    (out / "part-00002-shard-00000.parquet").mkdir()  # unit 2 fails, after the run is recorded
+    args = ["convert", str(corpus), "-o", str(out), "--unit-size", UNIT, "-q", "-j", "1"]
+    assert CliRunner().invoke(main, args + ["--overwrite"]).exit_code == 1
+    (out / "part-00002-shard-00000.parquet").rmdir()
+    other = CliRunner().invoke(main, args + ["--resume", "--format", "hf"])
+    assert other.exit_code == 1 and "holds an interrupted run of other inputs or options" in other.output
+    assert CliRunner().invoke(main, args + ["--resume"]).exit_code == 0
+    assert (out / "part-00000-1b2c.snappy.parquet").read_bytes() == b"a Spark file"
+    finished = CliRunner().invoke(main, args + ["--resume", "--format", "jsonl"])
+    assert finished.exit_code == 1 and "holds a finished run of other inputs or options" in finished.output
