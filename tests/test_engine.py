@@ -72,13 +72,15 @@ def test_the_convert_job_survives_pickling_for_platforms_without_fork(tmp_path):
 
 
 def test_an_interrupt_held_during_a_fork_acts_as_the_handler_before_it_would_have():
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job: Ctrl-C stays ignored
+    previous = signal.getsignal(signal.SIGINT)
     try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job: Ctrl-C stays ignored
         with interrupts_held():
             os.kill(os.getpid(), signal.SIGINT)
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own: Ctrl-C raises, once the block ends
+        with pytest.raises(KeyboardInterrupt), interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
-    with pytest.raises(KeyboardInterrupt), interrupts_held():
-        os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is previous
