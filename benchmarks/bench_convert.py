@@ -79,18 +79,24 @@ def joined_part(part: int) -> int:
     return sum(joined(c) for c in _chunks[part::CPUS])
 
 
-def raw_ways(texts: list[str]) -> dict:
-    """The ways to turn the texts into ids that compete for the limit; each returns the number of ids."""
-    global _encoding, _chunks
-    _encoding = Tokenizer()._encoding
-    _chunks, current, size = [], [], 0
+def join_texts(texts: list[str]) -> list[str]:
+    """The texts joined by SEPARATOR into texts of about CHUNK_CHARS characters, as the limit encodes them."""
+    joined, current, size = [], [], 0
     for text in texts:
         current.append(text)
         size += len(text)
         if size > CHUNK_CHARS:
-            _chunks.append(SEPARATOR.join(current))
+            joined.append(SEPARATOR.join(current))
             current, size = [], 0
-    _chunks.append(SEPARATOR.join(current))
+    joined.append(SEPARATOR.join(current))
+    return joined
+
+
+def raw_ways(texts: list[str]) -> dict:
+    """The ways to turn the texts into ids that compete for the limit; each returns the number of ids."""
+    global _encoding, _chunks
+    _encoding = Tokenizer()._encoding
+    _chunks = join_texts(texts)
     parts = [texts[i::CPUS] for i in range(CPUS)]
 
     def processes() -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
+from bench_convert import join_texts  # noqa: E402
 from corpus import write_corpus  # noqa: E402
 
 from sftconv.pipeline import SourceOptions, open_source  # noqa: E402
@@ -29,7 +30,6 @@ from sftconv.validate.text import first_marker  # noqa: E402
 from sftconv.writers import WRITERS  # noqa: E402
 from sftconv.writers.shards import Columns  # noqa: E402
 
-CHUNK_CHARS = 1 << 16  # the limit's texts: contents joined into 64 KB texts, as bench_convert.py does
 
 
 def main() -> None:
@@ -50,14 +50,7 @@ def main() -> None:
         records = [list(chunk.records()) for chunk in chunks]
         conversations = [[shape(record) for record in chunk] for chunk in records]
         contents = [m.content.strip() for chunk in conversations for c in chunk for m in c.messages]
-        joined, current, size = [], [], 0
-        for text in contents:
-            current.append(text)
-            size += len(text)
-            if size > CHUNK_CHARS:
-                joined.append(SEPARATOR.join(current))
-                current, size = [], 0
-        joined.append(SEPARATOR.join(current))
+        joined = join_texts(contents)
         marked = []  # the texts render_samples hands the tokenizer, caught on their way
         encode_marked = source.tokenizer.encode_marked
 
