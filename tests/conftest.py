@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +57,20 @@ def cache_hub_dataset(cache_dir: Path, repo_id: str, splits: dict[str, list]) ->
     (cache_dir / name).rename(cache_dir / f"{namespace}___{name}")
 
 
-def interruptible() -> None:
-    """Run in a test's child process before it starts: Ctrl-C acts on it, even where the tests run as a
-    background job (a shell gives those SIGINT ignored, and an ignored signal is inherited)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def interrupted_run(args: list[str], when: Path, wait: float = 60) -> tuple[int, str]:
+    """Run `python -m sftconv ARGS`, send it a real SIGINT once `when` exists, and return its exit code and stderr.
+
+    The child gets the default SIGINT handling even where the tests run as a background job (a shell
+    gives those SIGINT ignored, and an ignored signal is inherited).
+    """
+    def interruptible() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    process = subprocess.Popen([sys.executable, "-m", "sftconv", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
+    deadline = time.monotonic() + wait
+    while not when.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,7 @@ from click.testing import CliRunner
 
 from sftconv.cli import main
 
-from .conftest import interruptible, write_jsonl
+from .conftest import interrupted_run, write_jsonl
 
 
 def records(count: int) -> list[dict]:
@@ -27,15 +24,9 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(tmp_path: Path) -> None:
     """A real SIGINT to a running convert: one line on stderr, exit code 130, no manifest left behind."""
     source = write_jsonl(tmp_path / "big.jsonl", records(400_000))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "sftconv", "convert", str(source), "-o", str(out), "-q"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
-    # Wait until the run is under way (its output folder exists), so the signal lands mid-conversion.
-    deadline = time.monotonic() + 60
-    while not out.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    # The signal lands once the run is under way (its output folder exists), mid-conversion.
+    code, stderr = interrupted_run(["convert", str(source), "-o", str(out), "-q"], when=out)
+    assert code == 130, stderr
     assert stderr == "sftconv: interrupted; rerun with --resume (not --overwrite) to finish the run\n"
     assert not (out / "manifest.json").exists()
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
@@ -44,15 +35,8 @@ def test_ctrl_c_stops_with_one_line_and_exit_130(tmp_path: Path) -> None:
 def test_ctrl_c_with_debug_shows_the_traceback(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "big.jsonl", records(400_000))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "sftconv", "--debug", "convert", str(source), "-o", str(out),
-                                "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=interruptible)
-    deadline = time.monotonic() + 60
-    while not out.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130
+    code, stderr = interrupted_run(["--debug", "convert", str(source), "-o", str(out), "-q"], when=out)
+    assert code == 130
     assert stderr.startswith("Traceback") and "KeyboardInterrupt" in stderr
     assert stderr.endswith("\nsftconv: interrupted; rerun with --resume (not --overwrite) to finish the run\n")
 

@@ -7,9 +7,7 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +21,7 @@ from sftconv.pipeline import ConvertError, ConvertOptions, convert
 from sftconv.ray_engine import RayEngine, convert_alone
 from sftconv.units import plan_units
 
-from .conftest import interruptible, write_jsonl
+from .conftest import interrupted_run, write_jsonl
 from .test_workers import chat
 
 UNIT_SIZE = 2_000  # bytes: the inputs below make 20-odd units
@@ -167,16 +165,10 @@ def test_ctrl_c_stops_the_tasks_and_the_ray_instance_and_resume_finishes(ray_ins
     rng = random.Random(9)
     source = write_jsonl(tmp_path / "chats.jsonl", [chat(rng) for _ in range(3_000)])
     out, before = tmp_path / "ray", ray_daemons()
-    process = subprocess.Popen([sys.executable, "-m", "sftconv", "convert", str(source), "-o", str(out), "-q",
-                                "--unit-size", "40KB", "--engine", "ray", "--workers", "2"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
     receipt = out / ".sftconv-run" / "part-00000.json"  # the signal lands once units are being converted
-    deadline = time.monotonic() + 120
-    while not receipt.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    code, stderr = interrupted_run(["convert", str(source), "-o", str(out), "-q", "--unit-size", "40KB", "--engine",
+                                    "ray", "--workers", "2"], when=receipt, wait=120)
+    assert code == 130, stderr
     assert stderr.splitlines()[-1].startswith("sftconv: interrupted")
     assert not (out / "manifest.json").exists()
     assert ray_daemons() == before  # the instance the run started is gone, the tests' own is still there
