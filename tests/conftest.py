@@ -1,4 +1,4 @@
-"""Shared fixtures: the real Llama 3 tokenizer (loaded once) and the shared sample data folder."""
+"""Shared fixtures: the real Llama 3 tokenizer (loaded once), the shared sample data folder and a local S3 server."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,33 @@ SHARED_DATA = next((p / "shared" / "data" for p in Path(__file__).resolve().pare
 @pytest.fixture(scope="session")
 def tokenizer() -> Tokenizer:
     return Tokenizer()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """A local S3 server (moto's), so URL inputs and outputs are tested on a real S3 API without a network."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket, `s3://NAME`, reached through the environment alone, as a user's credentials are."""
+    import boto3
+    import s3fs
+
+    for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"sftconv-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    s3fs.S3FileSystem.clear_instance_cache()  # a filesystem made before these variables were set keeps its own
+    return f"s3://{bucket}"
 
 
 @pytest.fixture
