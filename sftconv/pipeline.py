@@ -27,7 +27,8 @@ from .tokenizer import Tokenizer
 from .units import UNIT_BYTES, WORK_DIR, Unit, WorkDir, plan_units
 from .writers import (MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, join_rejects,
                       write_manifest)
-from .writers.atomic import sha256_file
+from .remote import join
+from .writers.folder import Folder
 from .writers.shards import Columns
 
 if TYPE_CHECKING:  # imports ray's engine only where it is chosen
@@ -228,7 +229,7 @@ class Summary:
         self.shards += unit.shards
 
 
-def prepare_output(out_dir: Path, *, overwrite: bool, resume: bool, identity: dict, units: list[Unit]) -> dict[int, Summary]:
+def prepare_output(folder: Folder, *, overwrite: bool, resume: bool, identity: dict, units: list[Unit]) -> dict[int, Summary]:
     """Make the output folder ready for the run and return the units already done (by an interrupted run, under resume).
 
     A folder holding files is refused unless `overwrite` (our files are replaced) or `resume` (an
@@ -238,27 +239,29 @@ def prepare_output(out_dir: Path, *, overwrite: bool, resume: bool, identity: di
     Raises:
         ConvertError: the folder holds files and neither flag allows it, or `resume` finds another run.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work = WorkDir(out_dir)
+    folder.make()
+    work = WorkDir(folder)
+    entries = folder.entries()
+    interrupted = entries.get(WORK_DIR) is False
     done: dict[int, Summary] = {}
-    if resume and work.exists():
+    if resume and interrupted:
         if work.identity() != identity:
-            raise ConvertError(f"{out_dir} holds an interrupted run of other inputs or options, so it cannot be "
-                               "resumed with these; pass --overwrite to start again")
-        done = {index: Summary.from_receipt(result) for index, result in work.finished(units, out_dir).items()}
-    existing = sorted(p.name for p in out_dir.iterdir() if p.name != WORK_DIR or not resume)
+            raise ConvertError(f"{folder.location} holds an interrupted run of other inputs or options, so it cannot "
+                               "be resumed with these; pass --overwrite to start again")
+        done = {index: Summary.from_receipt(result) for index, result in work.finished(units).items()}
+    existing = sorted(name for name in entries if name != WORK_DIR or not resume)
     if existing and not (overwrite or resume):
         shown = ', '.join(existing[:3]) + (', ...' if len(existing) > 3 else '')
-        hint = "--resume to finish that run, or " if work.exists() else ""
-        raise ConvertError(f"{out_dir} is not empty ({shown}); pass {hint}--overwrite to replace it")
+        hint = "--resume to finish that run, or " if interrupted else ""
+        raise ConvertError(f"{folder.location} is not empty ({shown}); pass {hint}--overwrite to replace it")
     foreign = [name for name in existing if not is_ours(name)]
-    if resume and not overwrite and foreign and not work.exists():  # with a run of ours there, they were there too
-        raise ConvertError(f"{out_dir} holds files sftconv did not write ({', '.join(foreign[:3])}); "
+    if resume and not overwrite and foreign and not interrupted:  # with a run of ours there, they were there too
+        raise ConvertError(f"{folder.location} holds files sftconv did not write ({', '.join(foreign[:3])}); "
                            "resume into the folder of the interrupted run")
     keep = {f.name for summary in done.values() for shard in summary.shards for f in shard.files}
-    for path in out_dir.iterdir():
-        if path.is_file() and is_ours(path.name) and path.name not in keep:
-            path.unlink()
+    for name, is_file in entries.items():
+        if is_file and is_ours(name) and name not in keep:
+            folder.remove(name)
     if not done:
         work.start(identity)
     return done
@@ -486,8 +489,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
 
     Args:
         inputs: files, folders or globs.
-        out_dir: the output folder; created if missing, and refused if it holds files unless `overwrite`
-            or `resume`.
+        out_dir: the output folder, a path or a URL (`s3://bucket/run`: see `writers.folder`); created if
+            missing, and refused if it holds files unless `overwrite` or `resume`.
         options: what decides the output bytes.
         overwrite: replace a previous run's files in `out_dir`.
         resume: finish an interrupted run of the same inputs and options in `out_dir`: its finished units
@@ -503,27 +506,27 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
             that died, or (with `on_error="fail"`) the first rejected record.
     """
     source = open_source(inputs, options)
-    out_dir = Path(out_dir)
     identity = run_identity(source, options)
-    if resume and (out_dir / MANIFEST_FILE).is_file():
-        return finished_run(out_dir, identity)
-    try:
-        units = plan_units(source.paths, split=options.split, unit_bytes=options.unit_bytes)
-    except (OSError, ReaderError) as error:
-        raise ConvertError(str(error)) from error
-    done = prepare_output(out_dir, overwrite=overwrite, resume=resume, identity=identity, units=units)
-    job = UnitJob(options, source.shape.names, str(out_dir))
-    results = dict(done)
-    todo = [unit for unit in units if unit.index not in results]
-    local = Workers(workers, (source.shape, source.template)) if engine is None else nullcontext()
-    with local as pool, Progress(progress) as bar:
-        bar.update(sum(s.read for s in done.values()), sum(s.tokens for s in done.values()))
-        if engine is not None:
-            results.update(engine.run(job, todo, bar))
-        else:
-            for unit in todo:
-                results[unit.index] = convert_unit(job, unit, pool, bar)
-    return finish_run(out_dir, source, options, [results[unit.index] for unit in units], units)
+    with Folder.at(out_dir) as folder:
+        if resume and folder.is_file(MANIFEST_FILE):
+            return finished_run(folder, identity)
+        try:
+            units = plan_units(source.paths, split=options.split, unit_bytes=options.unit_bytes)
+        except (OSError, ReaderError) as error:
+            raise ConvertError(str(error)) from error
+        done = prepare_output(folder, overwrite=overwrite, resume=resume, identity=identity, units=units)
+        job = UnitJob(options, source.shape.names, folder.location)
+        results = dict(done)
+        todo = [unit for unit in units if unit.index not in results]
+        local = Workers(workers, (source.shape, source.template)) if engine is None else nullcontext()
+        with local as pool, Progress(progress) as bar:
+            bar.update(sum(s.read for s in done.values()), sum(s.tokens for s in done.values()))
+            if engine is not None:
+                results.update(engine.run(job, todo, bar))
+            else:
+                for unit in todo:
+                    results[unit.index] = convert_unit(job, unit, pool, bar)
+        return finish_run(folder, source, options, [results[unit.index] for unit in units], units)
 
 
 def run_identity(source: Source, options: ConvertOptions) -> dict:
@@ -538,29 +541,30 @@ def run_identity(source: Source, options: ConvertOptions) -> dict:
             "shapes": source.shape.names, "options": options.to_json(), "tokenizer": source.tokenizer.sha256}
 
 
-def finished_run(out_dir: Path, identity: dict) -> Summary:
+def finished_run(folder: Folder, identity: dict) -> Summary:
     """The summary of a run that had already finished, once its manifest fits the run and its files verify.
 
     Raises:
         ConvertError: the manifest is of other inputs or options, or a file it lists is missing or changed.
     """
-    manifest = json.loads((out_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest = json.loads(folder.read_text(MANIFEST_FILE))
     recorded = [manifest["sftconv_version"], manifest["inputs"], manifest["format"], manifest["shapes"],
                 manifest["options"], manifest["tokenizer"]["sha256"]]
     if recorded != [identity["sftconv_version"], [i["input"] for i in identity["inputs"]], identity["format"],
                     identity["shapes"], identity["options"], identity["tokenizer"]]:
-        raise ConvertError(f"{out_dir} holds a finished run of other inputs or options; pass --overwrite to replace it")
+        raise ConvertError(f"{folder.location} holds a finished run of other inputs or options; "
+                           "pass --overwrite to replace it")
     for shard in manifest["shards"]:
         for entry in shard["files"]:
-            path = out_dir / entry["file"]
-            if not path.is_file() or sha256_file(path) != entry["sha256"]:
-                raise ConvertError(f"{path} is missing or differs from manifest.json; pass --overwrite to convert again")
-    WorkDir(out_dir).remove()  # left if the run was killed between writing its manifest and removing it
+            if not folder.verify(entry["file"], entry["bytes"], entry["sha256"]):
+                raise ConvertError(f"{join(folder.location, entry['file'])} is missing or differs from manifest.json; "
+                                   "pass --overwrite to convert again")
+    WorkDir(folder).remove()  # left if the run was killed between writing its manifest and removing it
     counts = manifest["counts"]
     lengths = {key: value for key, value in (manifest["lengths"] or {}).items() if key in LengthStats().to_json()}
     summary = Summary.from_receipt({**counts, "lengths": lengths, "special_text_records": 0, "shards": manifest["shards"]})
     summary.pack, summary.shapes = manifest["options"]["pack"], manifest["shapes"]
-    summary.warnings = [f"{out_dir} already holds this run, finished; its {len(summary.shards)} shard(s) verify "
+    summary.warnings = [f"{folder.location} already holds this run, finished; its {len(summary.shards)} shard(s) verify "
                         "(whether an input changed since is not recorded: --overwrite converts again)"]
     return summary
 
@@ -599,30 +603,33 @@ def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None =
         ConvertError: the input cannot be read, a worker process died, or (with `on_error="fail"`)
             the unit's first rejected record.
     """
-    options, out_dir, work = job.options, Path(job.out_dir), WorkDir(Path(job.out_dir))
-    writer = WRITERS[options.format](out_dir, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
-                                     packed=options.pack is not None, prefix=f"{unit.name}-")
-    rejects = RejectsWriter(work.rejects(unit))
-    summary = Summary(pack=options.pack)
-    chunks = reader_for(unit.path, split=options.split).chunks(unit.path, unit.span)
-    try:
-        run(chunks, pool, writer, rejects, summary, options, bar)
-        summary.shards = writer.close()
-        rejects.close()
-    except BaseException as error:
-        chunks.close()
+    options = job.options
+    with Folder.at(job.out_dir) as folder:
+        work = WorkDir(folder)
+        writer = WRITERS[options.format](folder.local, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
+                                         packed=options.pack is not None, prefix=f"{unit.name}-", publish=folder.publish)
+        rejects = RejectsWriter(folder.local / work.rejects(unit))
+        summary = Summary(pack=options.pack)
+        chunks = reader_for(unit.path, split=options.split).chunks(unit.path, unit.span)
         try:
-            writer.abort()
-        finally:
-            rejects.abort()
-        if isinstance(error, ReaderError):
-            raise ConvertError(str(error)) from error
-        raise
-    work.save(unit, summary.to_receipt())
+            run(chunks, pool, writer, rejects, summary, options, bar)
+            summary.shards = writer.close()
+            rejects.close()
+        except BaseException as error:
+            chunks.close()
+            try:
+                writer.abort()
+            finally:
+                rejects.abort()
+            if isinstance(error, ReaderError):
+                raise ConvertError(str(error)) from error
+            raise
+        folder.publish(rejects.path)
+        work.save(unit, summary.to_receipt())
     return summary
 
 
-def finish_run(out_dir: Path, source: Source, options: ConvertOptions, results: list[Summary],
+def finish_run(folder: Folder, source: Source, options: ConvertOptions, results: list[Summary],
                units: list[Unit]) -> Summary:
     """Join the units' results into the run's rejects file, the format's folder files and the manifest (last)."""
     summary = Summary(pack=options.pack)
@@ -633,12 +640,12 @@ def finish_run(out_dir: Path, source: Source, options: ConvertOptions, results: 
         summary.warnings.append(
             f"{summary.special_text_records:,} record(s) hold special-token text or another template's markers, "
             "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
-    work = WorkDir(out_dir)
-    join_rejects([work.rejects(unit) for unit in units], out_dir / REJECTS_FILE)
-    summary.shards = WRITERS[options.format].finish(out_dir, summary.shards, packed=options.pack is not None)
+    work = WorkDir(folder)
+    join_rejects(folder, [work.rejects(unit) for unit in units])
+    summary.shards = WRITERS[options.format].finish(folder, summary.shards, packed=options.pack is not None)
     tokenizer = source.tokenizer
     limit = options.seq_limit
-    write_manifest(out_dir, {
+    write_manifest(folder, {
         "sftconv_version": __version__,
         "format": options.format,
         "inputs": [str(p) for p in source.paths],

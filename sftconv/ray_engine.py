@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from pathlib import Path
 
 from .engine import Workers, default_workers, interrupts_held
 from .pipeline import ConvertError, Progress, Summary, UnitJob, convert_unit
 from .units import Unit
+from .writers.folder import Folder
 
 RAY_MISSING = "the Ray engine needs Ray: pip install 'sftconv[ray]'"
 UNIT_RETRIES = 3  # reruns of a unit whose worker died or that met an OSError, before it counts as failed
@@ -143,13 +143,14 @@ class RayEngine:
                 ray.cancel(ref)
         if failures:
             raise ConvertError(failure_report(failures, len(results) + len(failures), self.retries))
-        out_dir = Path(job.out_dir)
+        with Folder.at(job.out_dir) as folder:
+            present = folder.entries()
         unseen = [file.name for summary in results.values() for shard in summary.shards for file in shard.files
-                  if not (out_dir / file.name).is_file()]
+                  if not present.get(file.name)]
         if unseen:
             raise ConvertError(f"{len(unseen)} file(s) the units wrote are not in {job.out_dir} as this machine sees "
                                f"it ({unseen[0]}, ...): on a cluster, the output folder must be on storage every "
-                               "node sees (a shared file system mounted at the same path)")
+                               "node sees (a URL such as s3://..., or a shared file system mounted at the same path)")
         return results
 
 

@@ -9,13 +9,13 @@ can redo one without touching the others.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # readers and writers load pyarrow: not at start-up, where the CLI reads UNIT_BYTES
     from .readers.base import Span
+    from .writers.folder import Folder
 
 UNIT_BYTES = 256 << 20  # input bytes per unit by default: ~10 s of one core's work, few enough receipts
 WORK_DIR = ".sftconv-run"  # in the output folder until the manifest is written
@@ -57,51 +57,45 @@ def plan_units(paths: list[Path | str], *, split: str | None, unit_bytes: int) -
 class WorkDir:
     """`OUT/.sftconv-run/`: which run the folder holds, a receipt per finished unit, and each unit's rejects."""
 
-    def __init__(self, out_dir: Path):
-        self.path = Path(out_dir) / WORK_DIR
+    def __init__(self, folder: Folder):
+        self.folder = folder
 
     def exists(self) -> bool:
-        return self.path.is_dir()
+        return self.folder.entries().get(WORK_DIR) is False
 
     def start(self, identity: dict) -> None:
         """Begin a run afresh: forget any earlier receipts and record what this run converts."""
-        from .writers.atomic import write_text
-
         self.remove()
-        self.path.mkdir(parents=True)
-        write_text(self.path / RUN_FILE, json.dumps(identity, indent=2, sort_keys=True))
+        self.folder.write_text(f"{WORK_DIR}/{RUN_FILE}", json.dumps(identity, indent=2, sort_keys=True))
 
     def identity(self) -> dict | None:
         """What the receipts were written for; None if the run never got as far as recording it."""
         try:
-            return json.loads((self.path / RUN_FILE).read_text(encoding="utf-8"))
+            return json.loads(self.folder.read_text(f"{WORK_DIR}/{RUN_FILE}"))
         except (OSError, ValueError):
             return None
 
-    def rejects(self, unit: Unit) -> Path:
-        return self.path / f"{unit.name}.rejects.jsonl"
+    def rejects(self, unit: Unit) -> str:
+        """The name of the unit's rejects file in the folder."""
+        return f"{WORK_DIR}/{unit.name}.rejects.jsonl"
 
     def save(self, unit: Unit, result: dict) -> None:
         """Record a finished unit; written after its shards and rejects, so a receipt means they are complete."""
-        from .writers.atomic import write_text
+        self.folder.write_text(f"{WORK_DIR}/{unit.name}.json", json.dumps({"unit": unit.to_json(), "result": result}, indent=2))
 
-        write_text(self.path / f"{unit.name}.json", json.dumps({"unit": unit.to_json(), "result": result}, indent=2))
-
-    def finished(self, units: list[Unit], out_dir: Path) -> dict[int, dict]:
-        """The results of the units whose receipt matches the unit and whose files are whole (sha256 checked)."""
-        from .writers.atomic import sha256_file
-
+    def finished(self, units: list[Unit]) -> dict[int, dict]:
+        """The results of the units whose receipt matches the unit and whose files are whole (`Folder.verify`)."""
         done = {}
         for unit in units:
             try:
-                receipt = json.loads((self.path / f"{unit.name}.json").read_text(encoding="utf-8"))
+                receipt = json.loads(self.folder.read_text(f"{WORK_DIR}/{unit.name}.json"))
             except (OSError, ValueError):
                 continue
             files = [f for shard in receipt["result"]["shards"] for f in shard["files"]]
-            if receipt["unit"] == unit.to_json() and self.rejects(unit).is_file() and all(
-                    (out_dir / f["file"]).is_file() and sha256_file(out_dir / f["file"]) == f["sha256"] for f in files):
+            if receipt["unit"] == unit.to_json() and self.folder.is_file(self.rejects(unit)) and all(
+                    self.folder.verify(f["file"], f["bytes"], f["sha256"]) for f in files):
                 done[unit.index] = receipt["result"]
         return done
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        self.folder.remove(WORK_DIR)

@@ -21,7 +21,7 @@ from llama_models.llama3.chat_format import ChatFormat
 from llama_models.llama3.tokenizer import Tokenizer as MetaTokenizer
 
 from sftconv.conversation import Conversation, Location, Message, ToolCall
-from sftconv.template import Llama3Template, Llama31Template, MaskPolicy
+from sftconv.template import Llama3Template, Llama31Template
 
 from .test_exactness import random_conversation, random_text
 

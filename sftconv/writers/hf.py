@@ -15,7 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from .arrow import arrow_schema, to_table
-from .atomic import temp_path, write_text
+from .atomic import temp_path
+from .folder import Folder
 from .shards import Columns, ShardInfo, ShardWriter
 
 STATE_FILE = "state.json"
@@ -56,12 +57,12 @@ class HfShardWriter(ShardWriter):
         self._sink.close()
 
     @classmethod
-    def finish(cls, out_dir: Path, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
+    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
         """Write the two files that make the folder a `datasets` dataset (and an empty shard if there is none)."""
         from datasets import DatasetInfo, Features
 
         if not shards:
-            writer = cls(out_dir, packed=packed, prefix="part-00000-")
+            writer = cls(folder.local, packed=packed, prefix="part-00000-", publish=folder.publish)
             writer._start(0)
             writer._open = True
             # One empty record batch: `datasets` cannot load a stream that has none.
@@ -80,6 +81,6 @@ class HfShardWriter(ShardWriter):
             "_split": None,
         }
         info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(arrow_schema(packed))))
-        write_text(out_dir / INFO_FILE, json.dumps({key: info[key] for key in sorted(info)}, indent=2))
-        write_text(out_dir / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
+        folder.write_text(INFO_FILE, json.dumps({key: info[key] for key in sorted(info)}, indent=2))
+        folder.write_text(STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
         return shards

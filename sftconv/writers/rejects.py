@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..conversation import Rejected
 from .atomic import commit, temp_path
+from .folder import Folder
 
 REJECTS_FILE = "rejects.jsonl"
 
@@ -17,6 +18,7 @@ class RejectsWriter:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         # A lone surrogate from the input is written as its JSON escape, keeping the line valid JSON.
         self._handle = open(temp_path(self.path), "w", encoding="utf-8", errors="backslashreplace")
 
@@ -32,10 +34,12 @@ class RejectsWriter:
         temp_path(self.path).unlink(missing_ok=True)
 
 
-def join_rejects(parts: list[Path], final: Path) -> None:
-    """Write `final` atomically as the rejects files `parts`, one after the other."""
+def join_rejects(folder: Folder, parts: list[str]) -> None:
+    """Write the folder's `rejects.jsonl` atomically as its rejects files `parts`, one after the other."""
+    final = folder.local / REJECTS_FILE
     with open(temp_path(final), "wb") as out:
         for part in parts:
-            with open(part, "rb") as handle:
+            with folder.open(part) as handle:
                 shutil.copyfileobj(handle, out)
     commit(final)
+    folder.publish(final)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..packing import PackedRow, PackedRows
 from ..template import IGNORE_INDEX, Encoded, Samples
 from .atomic import commit, sha256_file, temp_path
+
+if TYPE_CHECKING:
+    from .folder import Folder
 
 # A writer buffers rows until it has this many rows or tokens, then writes them out together
 # (one Parquet row group, one Arrow record batch); the token bound keeps long packed rows in check.
@@ -177,6 +181,7 @@ class ShardWriter:
         packed: rows are `PackedRow`s, written with `position_ids` and `seq_lens`.
         prefix: put before every shard's name (`part-00003-` names `part-00003-shard-00000...`), so
             that several writers can fill one folder.
+        publish: called with each finished file's path (`Folder.publish` uploads it to a URL folder).
 
     Raises:
         ValueError: a limit is below 1.
@@ -186,7 +191,7 @@ class ShardWriter:
     side_files: tuple[str, ...] = ()  # files other than shards that the writer puts in the folder
 
     def __init__(self, out_dir: Path, *, shard_rows: int | None = 100_000, shard_bytes: int | None = None,
-                 packed: bool = False, prefix: str = ""):
+                 packed: bool = False, prefix: str = "", publish: Callable[[Path], None] | None = None):
         for option, value in (("shard_rows", shard_rows), ("shard_bytes", shard_bytes)):
             if value is not None and value < 1:
                 raise ValueError(f"{option} must be at least 1, found {value}")
@@ -195,6 +200,7 @@ class ShardWriter:
         self.shard_bytes = shard_bytes
         self.packed = packed
         self.prefix = prefix
+        self.publish = publish
         self.shards: list[ShardInfo] = []
         self._open = False
         self._buffer: list[Columns] = []
@@ -209,7 +215,7 @@ class ShardWriter:
         return f"{self.prefix}shard-{index:05d}"
 
     @classmethod
-    def finish(cls, out_dir: Path, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
+    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
         """Write the files that make a folder of finished shards whole, once all are in it; returns all shards."""
         return shards
 
@@ -292,6 +298,8 @@ class ShardWriter:
         for path in self.paths(len(self.shards)):
             commit(path)
             files.append(ShardFile(path.name, path.stat().st_size, sha256_file(path)))
+            if self.publish is not None:
+                self.publish(path)
         self.shards.append(ShardInfo(tuple(files), self._rows, self._samples, self._tokens, self._trained))
         self._rows = self._bytes = self._samples = self._tokens = self._trained = 0
 
