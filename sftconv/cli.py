@@ -202,7 +202,9 @@ class ByteSize(click.ParamType):
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Output folder for shards, rejects.jsonl and manifest.json.")
+              help="Output folder for shards, rejects.jsonl and manifest.json: a path, or a URL such as "
+                   "s3://bucket/run (needs its fsspec package: pip install 'sftconv[s3]'; credentials come "
+                   "from the environment, as for the AWS CLI).")
 @source_options
 @click.option("--format", "output_format", type=click.Choice(FORMATS),
               default="parquet", show_default=True,
@@ -276,6 +278,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
             --content-field text --role-alias bot=assistant --system "You are helpful."
         sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
         sftconv convert '/shared/raw/*.jsonl' -o /shared/out/ --engine ray --ray-address auto
+        sftconv convert data.jsonl -o s3://my-bucket/sft/mix-v1 --engine ray --ray-address auto
     """
     from contextlib import nullcontext
 

@@ -1,0 +1,149 @@
+"""Outputs at URLs, on moto's local S3 server: the bytes of a local run, the same refusals, and a killed run resumed."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path, PurePosixPath
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+import ray
+from click.testing import CliRunner
+
+from sftconv.cli import main
+from sftconv.units import WORK_DIR
+
+from .conftest import write_jsonl
+from .test_workers import chat
+
+UNIT = "40KB"  # small units, so a run has dozens of them
+FORMATS = {"parquet": [], "hf": ["--format", "hf"], "megatron": ["--format", "megatron"],
+           "jsonl-packed": ["--format", "jsonl", "--pack", "1024"]}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """About 4 MB of conversations with a few bad lines: ~100 units."""
+    rng = random.Random(11)
+    lines: list = [chat(rng) for _ in range(3_000)]
+    for at in (0, 1_000, 2_500):
+        lines.insert(at, "not json")
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "chats.jsonl", lines)
+
+
+@pytest.fixture(scope="module")
+def local(corpus, tmp_path_factory) -> dict[str, Path]:
+    """Each format's local run, the reference a run into S3 must equal byte for byte."""
+    outs = {}
+    for name, args in FORMATS.items():
+        outs[name] = tmp_path_factory.mktemp("local") / name
+        assert convert_cli(corpus, str(outs[name]), *args).exit_code == 0
+    return outs
+
+
+def convert_cli(corpus: Path, out: str, *args: str):
+    return CliRunner().invoke(main, ["convert", str(corpus), "-o", out, "--unit-size", UNIT, "-q", *args])
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def objects(url: str) -> dict[str, bytes]:
+    """Every object under `url`, by its name relative to it."""
+    fs, root = fsspec.core.url_to_fs(url)
+    fs.invalidate_cache()
+    return {str(PurePosixPath(path).relative_to(root)): fs.cat_file(path) for path in sorted(fs.find(root))}
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_a_run_into_s3_writes_the_objects_a_local_run_writes_as_files(name, corpus, local, s3):
+    result = convert_cli(corpus, f"{s3}/runs/{name}", *FORMATS[name])
+    assert result.exit_code == 0, result.output
+    written = objects(f"{s3}/runs/{name}")
+    assert written == files(local[name])
+    assert len([n for n in written if n.startswith("part-00")]) >= len(FORMATS) * 5 // len(FORMATS)
+
+
+def test_trainers_load_the_s3_output_where_it_is(corpus, local, s3):
+    assert convert_cli(corpus, f"{s3}/hf", "--format", "hf").exit_code == 0
+    assert convert_cli(corpus, f"{s3}/parquet").exit_code == 0
+    from datasets import load_from_disk
+
+    loaded = load_from_disk(f"{s3}/hf")
+    assert loaded.num_rows == load_from_disk(str(local["hf"])).num_rows > 2_800
+    fs, root = fsspec.core.url_to_fs(f"{s3}/parquet")
+    table = pq.ParquetDataset(sorted(fs.glob(f"{root}/*.parquet")), filesystem=fs).read()
+    assert table.equals(pq.ParquetDataset(sorted(local["parquet"].glob("*.parquet"))).read())
+
+
+def test_an_s3_folder_in_use_is_refused_and_overwrite_keeps_other_programs_objects(corpus, local, s3):
+    fs, root = fsspec.core.url_to_fs(s3)
+    foreign = {"runs/out/notes.txt": b"ours", "runs/out/part-00000-1f2e.snappy.parquet": b"spark's"}
+    for path, data in foreign.items():
+        fs.pipe_file(f"{root}/{path}", data)
+    refused = convert_cli(corpus, f"{s3}/runs/out")
+    assert refused.exit_code == 1 and f"{s3}/runs/out is not empty" in refused.output
+    assert convert_cli(corpus, f"{s3}/runs/out", "--overwrite").exit_code == 0
+    again = convert_cli(corpus, f"{s3}/runs/out", "--overwrite", "--format", "megatron")
+    assert again.exit_code == 0
+    written = objects(f"{s3}/runs/out")
+    assert {name: data for name, data in written.items() if name not in ("notes.txt", "part-00000-1f2e.snappy.parquet")} \
+        == files(local["megatron"])
+    assert written["notes.txt"] == b"ours" and written["part-00000-1f2e.snappy.parquet"] == b"spark's"
+
+
+def test_a_run_killed_while_writing_to_s3_resumes_to_the_bytes_of_a_local_run(corpus, local, s3):
+    fs, root = fsspec.core.url_to_fs(s3)
+    command = [sys.executable, "-m", "sftconv", "convert", str(corpus), "-o", f"{s3}/out", "--unit-size", UNIT,
+               "-q", "-j", "1"]
+    process = subprocess.Popen(command, start_new_session=True)  # the S3 settings travel in the environment
+    receipt = f"{root}/out/{WORK_DIR}/part-00005.json"
+    deadline = time.monotonic() + 60
+    while not fs.exists(receipt) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        fs.invalidate_cache()
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    left = objects(f"{s3}/out")
+    assert "manifest.json" not in left and f"{WORK_DIR}/run.json" in left
+    shards = [name for name in left if name.endswith(".parquet")]
+    assert len(shards) >= 6
+    for name in shards:  # every object is a whole shard: uploads appear complete or not at all
+        assert pq.read_table(io.BytesIO(left[name])).num_rows > 0
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert objects(f"{s3}/out") == files(local["parquet"])
+
+
+def test_resume_on_s3_redoes_a_unit_whose_shard_is_gone_and_verifies_a_finished_run(corpus, local, s3):
+    fs, root = fsspec.core.url_to_fs(s3)
+    assert convert_cli(corpus, f"{s3}/out").exit_code == 0
+    fs.rm(f"{root}/out/part-00002-shard-00000.parquet")
+    missing = convert_cli(corpus, f"{s3}/out", "--resume")
+    assert missing.exit_code == 1 and f"{s3}/out/part-00002-shard-00000.parquet is missing" in missing.output
+    assert convert_cli(corpus, f"{s3}/out", "--overwrite").exit_code == 0
+    assert objects(f"{s3}/out") == files(local["parquet"])
+    finished = convert_cli(corpus, f"{s3}/out", "--resume")
+    assert finished.exit_code == 0 and "already holds this run" in finished.output
+
+
+def test_a_missing_bucket_is_an_error_naming_the_url(corpus, s3):
+    result = convert_cli(corpus, "s3://sftconv-no-such-bucket/out")
+    assert result.exit_code == 1
+    assert "s3://sftconv-no-such-bucket/out/" in result.output and "bucket" in result.output
+
+
+def test_the_ray_engine_writes_the_local_bytes_into_s3(corpus, local, s3):
+    """Ray's workers write their units' shards straight into the bucket, with the credentials of their environment."""
+    assert not ray.is_initialized()  # a fresh instance, started by the run with this environment
+    result = convert_cli(corpus, f"{s3}/ray", "--engine", "ray", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert objects(f"{s3}/ray") == files(local["parquet"])
