@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 from ..conversation import Record, Rejected
+from ..remote import filesystem, is_url, local_path, store_errors
 
 CHUNK_RECORDS = 256  # records per chunk from a reader that decodes its records itself
 
 
 class ReaderError(Exception):
     """A whole input cannot be read (missing, corrupt, truncated, not the format its name says)."""
+
+
+def open_input(item: Path | str, *, random_reads: bool = False) -> BinaryIO:
+    """An input's raw bytes, seekable: a local file with the builtin `open`, a URL through its fsspec filesystem.
+
+    `random_reads` is for a reader that jumps about the file (Parquet's column chunks): each read then
+    fetches what it asks for, where a URL's default read-ahead would fetch a large block at every jump.
+    """
+    if not is_url(item):
+        return open(local_path(item) if isinstance(item, str) else item, "rb")
+    fs, path = filesystem(item)
+    return fs.open(path, "rb", **({"cache_type": "none"} if random_reads else {}))
 
 
 class Chunk:
@@ -96,12 +111,25 @@ class Reader:
         return self._named_failures(path, self.file_chunks(path, span))
 
     @staticmethod
-    def _named_failures(path: Path, items: Iterator) -> Iterator:
+    def _named_failures(path: Path | str, items: Iterator) -> Iterator:
         import zstandard
 
         try:
-            yield from items
+            with store_failures(path):
+                yield from items
         except ReaderError:
             raise
         except (OSError, EOFError, zstandard.ZstdError) as error:
             raise ReaderError(f"{path}: cannot be read: {error}") from error
+
+
+@contextmanager
+def store_failures(path: Path | str) -> Iterator[None]:
+    """A URL's store that cannot be reached (no credentials, no network), raised as a ReaderError naming the URL.
+
+    Filesystem packages report these in their own classes (botocore's NoCredentialsError...), not as OSError.
+    """
+    try:
+        yield
+    except store_errors() as error:
+        raise ReaderError(f"{path}: cannot be read: {type(error).__name__}: {error}") from error
