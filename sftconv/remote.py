@@ -16,11 +16,11 @@ if TYPE_CHECKING:
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 FILE_URL = "file://"
-# What tells a rewritten object from the one read before, by store: S3 and Azure, GCS, then any that gives a time.
 # Base classes of the errors filesystem packages raise, beside OSError, for a store they cannot reach (no credentials,
 # no network): botocore's NoCredentialsError, aiohttp's connection errors, Google's and Azure's auth errors.
 STORE_ERRORS = {"botocore.exceptions": "BotoCoreError", "aiohttp": "ClientError",
                 "google.auth.exceptions": "GoogleAuthError", "azure.core.exceptions": "AzureError"}
+# What tells a rewritten object from the one read before, by store: S3 and Azure, GCS, then any that gives a time.
 VERSION_KEYS = ("ETag", "etag", "generation", "LastModified", "last_modified", "updated", "mtime", "created")
 
 

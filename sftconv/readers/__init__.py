@@ -6,6 +6,7 @@ import glob
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..conversation import Record, Rejected
 from ..remote import filesystem, is_url, local_path, store_errors
@@ -16,6 +17,9 @@ from .hf import HUB_PREFIX, DiskDatasetReader, HubDatasetReader, is_saved_datase
 from .json import JsonReader
 from .jsonl import JsonlReader
 from .parquet import ParquetReader
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 READERS: dict[str, type[Reader]] = {
     reader.name: reader
@@ -131,7 +135,7 @@ def expand_url(url: str) -> list[str]:
     return files
 
 
-def url_matches(fs, path: str, url: str) -> dict[str, dict]:
+def url_matches(fs: AbstractFileSystem, path: str, url: str) -> dict[str, dict]:
     """What a URL's path names on its filesystem: each match and its info (`type` tells a folder from a file)."""
     if not glob.has_magic(path):
         if not fs.exists(path):
@@ -149,7 +153,7 @@ def url_matches(fs, path: str, url: str) -> dict[str, dict]:
     return matches
 
 
-def walk_url(fs, folder: str, url: str) -> list[str]:
+def walk_url(fs: AbstractFileSystem, folder: str, url: str) -> list[str]:
     """A URL folder's data files, in the order `walk` gives a local folder's (depth first, sorted, hidden skipped)."""
     found = {}
     for path in fs.find(folder):

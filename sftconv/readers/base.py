@@ -13,6 +13,10 @@ from ..conversation import Record, Rejected
 from ..remote import filesystem, is_url, local_path, store_errors
 
 CHUNK_RECORDS = 256  # records per chunk from a reader that decodes its records itself
+# Bytes fetched per request when a URL is read in order: enough that a request's latency is small next to its
+# transfer, little enough that detecting an input's shape (its first records) fetches not much more than those
+# (fsspec's own default for S3 is 50 MiB).
+URL_BLOCK = 4 << 20
 
 
 class ReaderError(Exception):
@@ -28,7 +32,7 @@ def open_input(item: Path | str, *, random_reads: bool = False) -> BinaryIO:
     if not is_url(item):
         return open(local_path(item) if isinstance(item, str) else item, "rb")
     fs, path = filesystem(item)
-    return fs.open(path, "rb", **({"cache_type": "none"} if random_reads else {}))
+    return fs.open(path, "rb", **({"cache_type": "none"} if random_reads else {"block_size": URL_BLOCK}))
 
 
 class Chunk:
