@@ -13,10 +13,11 @@ from ..conversation import Record, Rejected
 from ..remote import filesystem, is_url, local_path, store_errors
 
 CHUNK_RECORDS = 256  # records per chunk from a reader that decodes its records itself
-# Bytes fetched per request when a URL is read in order: enough that a request's latency is small next to its
-# transfer, little enough that detecting an input's shape (its first records) fetches not much more than those
-# (fsspec's own default for S3 is 50 MiB).
+# Bytes fetched per request from a URL: enough that a request's latency is small next to its transfer, little
+# enough that detecting an input's shape (its first records) fetches not much more than those (fsspec's S3 default
+# is 50 MiB). A reader that jumps about keeps the last URL_BLOCKS_KEPT blocks: one per column being read.
 URL_BLOCK = 4 << 20
+URL_BLOCKS_KEPT = 16
 
 
 class ReaderError(Exception):
@@ -26,13 +27,14 @@ class ReaderError(Exception):
 def open_input(item: Path | str, *, random_reads: bool = False) -> BinaryIO:
     """An input's raw bytes, seekable: a local file with the builtin `open`, a URL through its fsspec filesystem.
 
-    `random_reads` is for a reader that jumps about the file (Parquet's column chunks): each read then
-    fetches what it asks for, where a URL's default read-ahead would fetch a large block at every jump.
+    `random_reads` is for a reader that jumps about the file (Parquet, between column chunks): a URL's
+    blocks are then kept, where reading ahead would fetch one block again at every jump.
     """
     if not is_url(item):
         return open(local_path(item) if isinstance(item, str) else item, "rb")
     fs, path = filesystem(item)
-    return fs.open(path, "rb", **({"cache_type": "none"} if random_reads else {"block_size": URL_BLOCK}))
+    cache = {"cache_type": "blockcache", "cache_options": {"maxblocks": URL_BLOCKS_KEPT}} if random_reads else {}
+    return fs.open(path, "rb", block_size=URL_BLOCK, **cache)
 
 
 class Chunk:

@@ -21,14 +21,8 @@ def inner_name(name: str) -> str:
     return stem if dot and f".{suffix.lower()}" in COMPRESSION_SUFFIXES else name
 
 
-def compression_of(path: Path | str) -> str | None:
-    """`gzip`, `zstd` or None; the content decides first, so a gzip file named `.jsonl` is still read."""
-    with open_input(path) as handle:
-        return codec_of(handle.read(4), path)
-
-
 def codec_of(head: bytes, path: Path | str) -> str | None:
-    """The compression that a file's first bytes show, or failing that its name's suffix."""
+    """`gzip`, `zstd` or None from a file's first bytes, or failing that its name; so a gzip file named `.jsonl` is still read."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
     if head.startswith(ZSTD_MAGIC):
