@@ -170,6 +170,18 @@ def test_the_command_line_with_two_workers_on_a_glob_of_urls(local_data, s3, tmp
     assert files(tmp_path / "remote") == as_url(files(tmp_path / "local"), local_data, url)
 
 
+def test_the_ray_engine_reads_urls_in_its_tasks(local_data, s3, tmp_path):
+    """Ray's workers open the objects themselves, with the credentials of the environment they were started in."""
+    url = upload(local_data, f"{s3}/data")
+    common = ["--unit-size", str(UNIT_BYTES), "-q", "--workers", "2"]
+    local = CliRunner().invoke(main, ["convert", str(local_data), "-o", str(tmp_path / "local"), *common])
+    assert local.exit_code == 0, local.output
+    remote = subprocess.run([sys.executable, "-m", "sftconv", "convert", url, "-o", str(tmp_path / "ray"),
+                             "--engine", "ray", *common], capture_output=True, text=True, env=os.environ, timeout=300)
+    assert remote.returncode == 0, remote.stderr
+    assert files(tmp_path / "ray") == as_url(files(tmp_path / "local"), local_data, url)
+
+
 def test_missing_unreadable_and_unknown_urls_are_one_line_naming_them_and_no_secret(s3, tmp_path, monkeypatch):
     secret = "SECRET-never-printed-0d3b"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
@@ -204,7 +216,7 @@ def test_no_credentials_is_one_line_saying_so(s3, tmp_path, monkeypatch):
     assert result.stderr == f"Error: {s3}/a.jsonl: cannot be read: NoCredentialsError: Unable to locate credentials\n"
 
 
-def test_validate_reads_urls_as_it_reads_files(local_data, s3):
+def test_validate_and_inspect_read_urls_as_they_read_files(local_data, s3):
     url = upload(local_data, f"{s3}/data")
     reports = {}
     for where in (str(local_data), url):
@@ -212,6 +224,8 @@ def test_validate_reads_urls_as_it_reads_files(local_data, s3):
         reports[where] = result.exit_code, result.stdout
     assert reports[url] == (reports[str(local_data)][0], reports[str(local_data)][1].replace(str(local_data), url))
     assert f"{url}/chat.jsonl" in reports[url][1]
+    shown = CliRunner().invoke(main, ["inspect", f"{url}/rows.parquet", "--head", "1", "--plain"])
+    assert shown.exit_code == 0 and shown.stdout.startswith(f"=== sample 0 · {url}/rows.parquet[row 0] ·"), shown.output
 
 
 def test_the_command_line_does_not_load_fsspec_until_a_url_is_read():
