@@ -260,6 +260,8 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
 
     INPUT may be files (.jsonl, .json, .csv, .parquet, each maybe .gz or .zst), folders, quoted
     globs, Hugging Face save_to_disk folders or hf:NAME for a dataset in the local datasets cache.
+    Files, folders and globs may be URLs ('s3://bucket/raw/*.jsonl', with sftconv[s3] installed;
+    credentials come from the environment, as for the AWS CLI).
     The record shape (OpenAI messages, ShareGPT, Alpaca, prompt/completion, transcript) is detected
     for each input; name your own fields with the --*-field options or --mapping FILE.
 

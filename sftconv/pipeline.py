@@ -20,6 +20,7 @@ from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
+from .remote import is_url, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -532,6 +533,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
 def run_identity(source: Source, options: ConvertOptions) -> dict:
     """What a run converts: a resumed run must find the same, or its finished units would not fit."""
     def stat(path: Path | str) -> dict:
+        if is_url(path):
+            return {"input": path, **object_version(path)}
         if not isinstance(path, Path):
             return {"input": path}
         info = path.stat()

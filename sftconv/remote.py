@@ -7,6 +7,7 @@ sftconv never takes credentials as options: each filesystem package finds them a
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,12 @@ if TYPE_CHECKING:
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 FILE_URL = "file://"
+# Base classes of the errors filesystem packages raise, beside OSError, for a store they cannot reach (no credentials,
+# no network): botocore's NoCredentialsError, aiohttp's connection errors, Google's and Azure's auth errors.
+STORE_ERRORS = {"botocore.exceptions": "BotoCoreError", "aiohttp": "ClientError",
+                "google.auth.exceptions": "GoogleAuthError", "azure.core.exceptions": "AzureError"}
+# What tells a rewritten object from the one read before, by store: S3 and Azure, GCS, then any that gives a time.
+VERSION_KEYS = ("ETag", "etag", "generation", "LastModified", "last_modified", "updated", "mtime", "created")
 
 
 def is_url(item: Path | str) -> bool:
@@ -43,6 +50,26 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
         raise ValueError(f"{url}: {error}") from error
 
 
+def store_errors() -> tuple[type[Exception], ...]:
+    """The `STORE_ERRORS` classes of the packages loaded so far (one not loaded has raised nothing)."""
+    return tuple(getattr(sys.modules[module], name) for module, name in STORE_ERRORS.items() if module in sys.modules)
+
+
 def join(url: str, name: str) -> str:
     """`name` inside the folder at `url`."""
     return f"{url.rstrip('/')}/{name}"
+
+
+def object_version(url: str) -> dict:
+    """The size of the object at a URL and the version its store gives it (S3's ETag, GCS's generation...).
+
+    Both stay the same while the object does, and a rewrite with other bytes changes the version.
+
+    Raises:
+        FileNotFoundError: nothing is at the URL.
+        ValueError: as `filesystem` raises.
+    """
+    fs, path = filesystem(url)
+    info = fs.info(path)
+    version = next((str(info[key]) for key in VERSION_KEYS if info.get(key) is not None), None)
+    return {"bytes": info["size"], "version": version}

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 from ..conversation import Record, Rejected
+from ..remote import filesystem, is_url, local_path, store_errors
 
 CHUNK_RECORDS = 256  # records per chunk from a reader that decodes its records itself
+# Bytes fetched per request from a URL: enough that a request's latency is small next to its transfer, little
+# enough that detecting an input's shape (its first records) fetches not much more than those (fsspec's S3 default
+# is 50 MiB). A reader that jumps about keeps the last URL_BLOCKS_KEPT blocks: one per column being read.
+URL_BLOCK = 4 << 20
+URL_BLOCKS_KEPT = 16
 
 
 class ReaderError(Exception):
     """A whole input cannot be read (missing, corrupt, truncated, not the format its name says)."""
+
+
+def open_input(item: Path | str, *, random_reads: bool = False) -> BinaryIO:
+    """An input's raw bytes, seekable: a local file with the builtin `open`, a URL through its fsspec filesystem.
+
+    `random_reads` is for a reader that jumps about the file (Parquet, between column chunks): a URL's
+    blocks are then kept, where reading ahead would fetch one block again at every jump.
+    """
+    if not is_url(item):
+        return open(local_path(item) if isinstance(item, str) else item, "rb")
+    fs, path = filesystem(item)
+    cache = {"cache_type": "blockcache", "cache_options": {"maxblocks": URL_BLOCKS_KEPT}} if random_reads else {}
+    return fs.open(path, "rb", block_size=URL_BLOCK, **cache)
 
 
 class Chunk:
@@ -96,12 +117,25 @@ class Reader:
         return self._named_failures(path, self.file_chunks(path, span))
 
     @staticmethod
-    def _named_failures(path: Path, items: Iterator) -> Iterator:
+    def _named_failures(path: Path | str, items: Iterator) -> Iterator:
         import zstandard
 
         try:
-            yield from items
+            with store_failures(path):
+                yield from items
         except ReaderError:
             raise
         except (OSError, EOFError, zstandard.ZstdError) as error:
             raise ReaderError(f"{path}: cannot be read: {error}") from error
+
+
+@contextmanager
+def store_failures(path: Path | str) -> Iterator[None]:
+    """A URL's store that cannot be reached (no credentials, no network), raised as a ReaderError naming the URL.
+
+    Filesystem packages report these in their own classes (botocore's NoCredentialsError...), not as OSError.
+    """
+    try:
+        yield
+    except store_errors() as error:
+        raise ReaderError(f"{path}: cannot be read: {type(error).__name__}: {error}") from error

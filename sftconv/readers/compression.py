@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import io
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
+
+from .base import open_input
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -19,25 +21,43 @@ def inner_name(name: str) -> str:
     return stem if dot and f".{suffix.lower()}" in COMPRESSION_SUFFIXES else name
 
 
-def compression_of(path: Path) -> str | None:
-    """`gzip`, `zstd` or None; the content decides first, so a gzip file named `.jsonl` is still read."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
+def codec_of(head: bytes, path: Path | str) -> str | None:
+    """`gzip`, `zstd` or None from a file's first bytes, or failing that its name; so a gzip file named `.jsonl` is still read."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
     if head.startswith(ZSTD_MAGIC):
         return "zstd"
-    return COMPRESSION_SUFFIXES.get(path.suffix.lower())
+    return COMPRESSION_SUFFIXES.get(PurePosixPath(path).suffix.lower())
 
 
-def open_binary(path: Path) -> BinaryIO:
-    """The file's decompressed bytes as a buffered stream that can be iterated line by line."""
-    codec = compression_of(path)
-    if codec == "gzip":
-        return gzip.open(path, "rb")
-    if codec == "zstd":
-        return io.BufferedReader(ZstdStream(path))
-    return open(path, "rb")
+def open_binary(path: Path | str) -> BinaryIO:
+    """The file's decompressed bytes as a buffered stream that can be iterated line by line (a URL too)."""
+    handle = open_input(path)
+    try:
+        codec = codec_of(handle.read(4), path)
+        handle.seek(0)
+        if codec == "gzip":
+            return GzipInput(handle)
+        if codec == "zstd":
+            return io.BufferedReader(ZstdStream(handle))
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+class GzipInput(gzip.GzipFile):
+    """A gzip stream over an open file that closes the file with it, as `gzip.open(path)` does."""
+
+    def __init__(self, file: BinaryIO):
+        super().__init__(fileobj=file, mode="rb")
+        self.file = file
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.file.close()
 
 
 class ZstdStream(io.RawIOBase):
@@ -47,10 +67,10 @@ class ZstdStream(io.RawIOBase):
     shorter dataset; gzip raises there, and so does this. A file `zstd` wrote in several frames is read to its end.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, file: BinaryIO):
         import zstandard
 
-        self.file = open(path, "rb")
+        self.file = file  # closed with the stream
         self.new_frame = zstandard.ZstdDecompressor().decompressobj
         self.frame = self.new_frame()
         self.in_frame = False  # bytes of the current frame have been read, and its end not yet

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..conversation import INVALID_JSON, INVALID_UTF8, Location, Record, Rejected
-from .base import Chunk, Reader, Span
-from .compression import compression_of, open_binary
+from .base import Chunk, Reader, Span, open_input, store_failures
+from .compression import codec_of, open_binary
 
 CHUNK_BYTES = 1 << 18  # a chunk holds the whole lines that start in this many bytes
 SCAN_BYTES = 1 << 23  # bytes read at a time while counting the lines before each span
@@ -81,17 +81,20 @@ class JsonlReader(Reader):
     name = "jsonl"
     suffixes = (".jsonl", ".ndjson")
 
-    def read_file(self, path: Path) -> Iterator[Record | Rejected]:
+    def read_file(self, path: Path | str) -> Iterator[Record | Rejected]:
         for chunk in self.file_chunks(path):
             yield from chunk.records()
 
-    def spans(self, path: Path, size: int) -> list[Span | None]:
+    def spans(self, path: Path | str, size: int) -> list[Span | None]:
         """Spans of about `size` bytes, each ending at a line end; a compressed file is read whole."""
-        total = path.stat().st_size
-        if total <= size or compression_of(path):
-            return [None]
-        spans, start, line = [], 0, 1
-        with open(path, "rb") as handle:
+        with store_failures(path), open_input(path) as handle:
+            total = handle.seek(0, io.SEEK_END)
+            if total <= size:
+                return [None]
+            handle.seek(0)
+            if codec_of(handle.read(4), path):
+                return [None]
+            spans, start, line = [], 0, 1
             while start < total:
                 handle.seek(start + size - 1)
                 rest = handle.readline()  # to the end of the line the span's last byte is in
@@ -102,7 +105,7 @@ class JsonlReader(Reader):
                 start = stop
         return spans
 
-    def file_chunks(self, path: Path, span: Span | None = None) -> Iterator[LineChunk]:
+    def file_chunks(self, path: Path | str, span: Span | None = None) -> Iterator[LineChunk]:
         source, pending = str(path), []  # pending: the start of a line not yet ended
         first_line, left = 1, None  # left: the bytes still to read, when the span ends before the file
         if span is not None:
