@@ -20,7 +20,7 @@ from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
-from .remote import is_url, object_version
+from .remote import is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -28,7 +28,6 @@ from .tokenizer import Tokenizer
 from .units import UNIT_BYTES, WORK_DIR, Unit, WorkDir, plan_units
 from .writers import (MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, join_rejects,
                       write_manifest)
-from .remote import join
 from .writers.folder import Folder
 from .writers.shards import Columns
 
