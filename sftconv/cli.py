@@ -509,12 +509,17 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
         sftconv validate out/
     """
     from .pipeline import ConvertError, SourceOptions
+    from .remote import is_url
     from .validate import RawChecks, is_output_folder, validate_raw, validate_shards
 
     folders = [i for i in inputs if is_output_folder(i)]
     settings = {"max_examples": examples, "strict": strict, "max_error_rate": max_error_rate}
     if folders and len(inputs) > 1:
         raise click.UsageError(f"{folders[0]} is an output folder; validate it on its own, not with other inputs")
+    if folders and is_url(folders[0]):
+        raise click.ClickException(f"{folders[0]} is a convert output folder at a URL: validate checks shards in a "
+                                   f"local folder; copy it first (e.g. aws s3 sync {folders[0]} out/), then run "
+                                   "sftconv validate out/")
     if folders:
         report = validate_shards(folders[0], max_seq_len=max_seq_len, progress=not quiet, **settings)
     else:

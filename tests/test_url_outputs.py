@@ -84,6 +84,13 @@ def test_trainers_load_the_s3_output_where_it_is(corpus, local, s3):
     assert table.equals(pq.ParquetDataset(sorted(local["parquet"].glob("*.parquet"))).read())
 
 
+def test_validate_of_an_output_folder_at_a_url_says_to_copy_it_rather_than_reading_shards_as_chats(corpus, s3):
+    assert convert_cli(corpus, f"{s3}/out").exit_code == 0
+    result = CliRunner().invoke(main, ["validate", f"{s3}/out"])
+    assert result.exit_code == 1
+    assert f"{s3}/out is a convert output folder at a URL" in result.output and "aws s3 sync" in result.output
+
+
 def test_an_s3_folder_in_use_is_refused_and_overwrite_keeps_other_programs_objects(corpus, local, s3):
     fs, root = fsspec.core.url_to_fs(s3)
     foreign = {"runs/out/notes.txt": b"ours", "runs/out/part-00000-1f2e.snappy.parquet": b"spark's"}

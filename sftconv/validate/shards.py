@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..conversation import TOO_LONG, Location
 from ..lengths import Overflow
+from ..remote import filesystem, is_url, join
 from ..writers import MANIFEST_FILE, REJECTS_FILE
 from ..writers.atomic import sha256_file
 from .codes import (
@@ -65,7 +66,10 @@ class Tally:
 
 
 def is_output_folder(path: str | Path) -> bool:
-    """Whether `path` is a convert output folder (a manifest, or a shard named as convert names them)."""
+    """Whether `path` is a convert output folder (a manifest, or a shard named as convert names them); a URL's too."""
+    if is_url(path):
+        fs, root = filesystem(path)
+        return fs.isfile(join(root, MANIFEST_FILE))
     path = Path(path)
     return path.is_dir() and ((path / MANIFEST_FILE).exists() or any(path.glob("part-[0-9][0-9][0-9][0-9][0-9]-shard-*")))
 
