@@ -147,3 +147,16 @@ def test_the_ray_engine_writes_the_local_bytes_into_s3(corpus, local, s3):
     result = convert_cli(corpus, f"{s3}/ray", "--engine", "ray", "--workers", "2")
     assert result.exit_code == 0, result.output
     assert objects(f"{s3}/ray") == files(local["parquet"])
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("foo://bucket/run", "foo://bucket/run: Protocol not known: foo"),
+    ("oci://bucket@namespace/run", "oci://bucket@namespace/run: a package this URL needs is not installed"),
+    ("s3://AKIAEXAMPLE:hunter2@bucket/run", "s3://***@bucket/run: a URL must not hold a password"),
+    ("sftp://ann:hunter2@127.0.0.1:1/run", "sftp://***@127.0.0.1:1/run: a URL must not hold a password"),
+])
+def test_an_output_url_that_cannot_be_used_is_an_error_naming_it_never_its_password(url, shown, tmp_path):
+    result = convert_cli(write_jsonl(tmp_path / "chats.jsonl", [chat(random.Random(1))]), url)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"Error: {shown}" in result.output and "hunter2" not in result.output
+
