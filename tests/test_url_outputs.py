@@ -160,3 +160,25 @@ def test_an_output_url_that_cannot_be_used_is_an_error_naming_it_never_its_passw
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert f"Error: {shown}" in result.output and "hunter2" not in result.output
 
+
+def test_storage_that_refuses_the_run_is_an_error_naming_the_url(corpus, s3, monkeypatch):
+    import moto.settings
+
+    bad_name = convert_cli(corpus, "s3://Not_A_Bucket!/run")  # botocore's own error, which is no OSError
+    assert bad_name.exit_code == 1 and isinstance(bad_name.exception, SystemExit)
+    assert "Error: cannot list s3://Not_A_Bucket!/run: " in bad_name.output
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # moto now checks credentials: ours are unknown
+    denied = convert_cli(corpus, f"{s3}/run")
+    assert denied.exit_code == 1 and isinstance(denied.exception, SystemExit)
+    assert f"Error: cannot list {s3}/run: The AWS Access Key Id you provided does not exist" in denied.output
+
+
+def test_a_file_another_process_rewrote_is_read_whole_though_this_one_listed_it(s3):
+    from sftconv.writers.folder import Folder
+
+    fs, root = fsspec.core.url_to_fs(s3)
+    fs.pipe_file(f"{root}/run/manifest.json", b"{}")
+    with Folder.at(f"{s3}/run") as folder:
+        assert folder.entries() == {"manifest.json": True}  # s3fs caches the listing, sizes included
+        fsspec.filesystem("s3", skip_instance_cache=True).pipe_file(f"{root}/run/manifest.json", b'{"shards": []}')
+        assert folder.read_text("manifest.json") == '{"shards": []}'
