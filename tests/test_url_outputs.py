@@ -182,3 +182,47 @@ def test_a_file_another_process_rewrote_is_read_whole_though_this_one_listed_it(
         assert folder.entries() == {"manifest.json": True}  # s3fs caches the listing, sizes included
         fsspec.filesystem("s3", skip_instance_cache=True).pipe_file(f"{root}/run/manifest.json", b'{"shards": []}')
         assert folder.read_text("manifest.json") == '{"shards": []}'
+
+
+FAILING = 2  # the unit whose Ray worker dies after uploading its first shard
+
+
+def dies_after_one_upload(job, unit, cwd):
+    """A unit's task that, at unit FAILING, uploads one shard and dies before its other shards and its receipt."""
+    from sftconv.ray_engine import convert_alone
+    from sftconv.writers.folder import RemoteFolder
+
+    if unit.index == FAILING:
+        upload = RemoteFolder.publish
+
+        def upload_then_die(folder, path):
+            upload(folder, path)
+            os._exit(3)
+
+        RemoteFolder.publish = upload_then_die
+    return convert_alone(job, unit, cwd)
+
+
+def test_a_unit_that_died_on_a_ray_worker_mid_upload_is_redone_by_resume(s3, tmp_path):
+    from sftconv.pipeline import ConvertError, ConvertOptions, convert
+    from sftconv.ray_engine import RayEngine
+
+    class DiesMidUnit(RayEngine):
+        task = staticmethod(dies_after_one_upload)
+
+    corpus = write_jsonl(tmp_path / "chats.jsonl", [chat(random.Random(i)) for i in range(150)])  # 4 units
+    args = ["--unit-size", "40KB", "--shard-rows", "20", "-q"]
+    assert CliRunner().invoke(main, ["convert", str(corpus), "-o", str(tmp_path / "local"), *args]).exit_code == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")  # with the s3 settings
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with DiesMidUnit(retries=0) as engine, pytest.raises(ConvertError, match="1 of 4 unit"):
+            convert([str(corpus)], f"{s3}/out", ConvertOptions(unit_bytes=40_000, shard_rows=20), engine=engine)
+        left = objects(f"{s3}/out")
+        assert f"part-{FAILING:05d}-shard-00000.parquet" in left and f"{WORK_DIR}/part-{FAILING:05d}.json" not in left
+        resumed = CliRunner().invoke(main, ["convert", str(corpus), "-o", f"{s3}/out", *args, "--engine", "ray", "--resume"])
+        assert resumed.exit_code == 0, resumed.output
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        ray.shutdown()
+    assert objects(f"{s3}/out") == files(tmp_path / "local")
