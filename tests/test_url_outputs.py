@@ -123,6 +123,47 @@ def test_a_run_killed_while_writing_to_s3_resumes_to_the_bytes_of_a_local_run(co
     assert objects(f"{s3}/out") == files(local["parquet"])
 
 
+# `python -c KILLED_AFTER NAME ARGS...`: sftconv ARGS, killed (os._exit, as SIGKILL would) once NAME is uploaded.
+KILLED_AFTER = """
+import os, sys
+from sftconv.cli import main
+from sftconv.writers.folder import RemoteFolder
+upload = RemoteFolder.publish
+def publish(folder, path):
+    upload(folder, path)
+    if path.relative_to(folder.local).as_posix() == sys.argv[1]:
+        os._exit(9)
+RemoteFolder.publish = publish
+main(sys.argv[2:])
+"""
+
+
+@pytest.fixture(scope="module")
+def packed_megatron(tmp_path_factory) -> tuple[list[str], Path]:
+    """The convert arguments of a small packed Megatron run (4 units, two shards each) and its local output."""
+    folder = tmp_path_factory.mktemp("packed-megatron")
+    corpus = write_jsonl(folder / "chats.jsonl", ["not json", *(chat(random.Random(i)) for i in range(150))])
+    args = ["convert", str(corpus), "--unit-size", "40KB", "--shard-rows", "20", "--format", "megatron",
+            "--pack", "2048", "-q", "-j", "1"]
+    assert CliRunner().invoke(main, [*args, "-o", str(folder / "local")]).exit_code == 0
+    return args, folder / "local"
+
+
+@pytest.mark.parametrize("killed_after", [
+    "part-00001-shard-00000.loss_mask.bin",  # a Megatron shard's .bin files are up, its .idx files not
+    f"{WORK_DIR}/part-00001.rejects.jsonl",  # a unit's files are up, its receipt not
+    "rejects.jsonl",  # the rejects are joined, the manifest not written
+    "manifest.json",  # the manifest is written, the work folder not removed
+])
+def test_a_run_killed_after_any_upload_resumes_to_the_bytes_of_a_local_run(killed_after, packed_megatron, s3):
+    args, local_output = packed_megatron
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER, killed_after, *args, "-o", f"{s3}/out"])
+    assert killed.returncode == 9
+    assert killed_after in objects(f"{s3}/out")
+    resumed = CliRunner().invoke(main, [*args, "-o", f"{s3}/out", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert objects(f"{s3}/out") == files(local_output)
+
 def test_resume_on_s3_redoes_a_unit_whose_shard_is_gone_and_verifies_a_finished_run(corpus, local, s3):
     fs, root = fsspec.core.url_to_fs(s3)
     assert convert_cli(corpus, f"{s3}/out").exit_code == 0
