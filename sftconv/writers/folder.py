@@ -116,7 +116,7 @@ class RemoteFolder(Folder):
         path.unlink()
 
     @contextmanager
-    def failing(self, doing: str, name: str = "") -> Iterator[None]:
+    def naming_errors(self, doing: str, name: str = "") -> Iterator[None]:
         """Turn the filesystem package's errors into OSErrors naming the URL; a missing file stays a FileNotFoundError.
 
         botocore's errors (no endpoint, a bad bucket name) are no OSError, and s3fs's PermissionError names no path.
@@ -131,7 +131,7 @@ class RemoteFolder(Folder):
     def entries(self) -> dict[str, bool]:
         self.fs.invalidate_cache()  # other processes (workers, a killed run) may have written since
         try:
-            with self.failing("list"):
+            with self.naming_errors("list"):
                 found = self.fs.ls(self.root, detail=True)
         except FileNotFoundError:
             return {}
@@ -144,19 +144,19 @@ class RemoteFolder(Folder):
 
     def open(self, name: str) -> BinaryIO:
         self.fs.invalidate_cache()  # a listing cached before another process rewrote the file holds its old size
-        with self.failing("read", name):
+        with self.naming_errors("read", name):
             return self.fs.open(self.path(name), "rb")
 
     def verify(self, name: str, size: int, sha256: str) -> bool:
         self.fs.invalidate_cache()
         try:
-            with self.failing("read", name):
+            with self.naming_errors("read", name):
                 return self.fs.info(self.path(name))["size"] == size
         except FileNotFoundError:
             return False
 
     def remove(self, name: str) -> None:
         self.fs.invalidate_cache()
-        with self.failing("remove", name):
+        with self.naming_errors("remove", name):
             if self.fs.exists(self.path(name)):
                 self.fs.rm(self.path(name), recursive=True)
