@@ -507,7 +507,11 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     """
     source = open_source(inputs, options)
     identity = run_identity(source, options)
-    with Folder.at(out_dir) as folder:
+    try:
+        folder = Folder.at(out_dir)
+    except ValueError as error:  # an unknown scheme, its package missing, or a password in the URL
+        raise ConvertError(str(error)) from error
+    with folder:
         if resume and folder.is_file(MANIFEST_FILE):
             return finished_run(folder, identity)
         try:

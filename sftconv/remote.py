@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*:[^/@]*@")  # scheme://user:password@ (or key:secret@)
 FILE_URL = "file://"
 # Base classes of the errors filesystem packages raise, beside OSError, for a store they cannot reach (no credentials,
 # no network): botocore's NoCredentialsError, aiohttp's connection errors, Google's and Azure's auth errors.
@@ -38,10 +39,16 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem of a URL and the path within it.
 
     Raises:
-        ValueError: the URL's scheme is unknown, or the package that reads it is not installed (named).
+        ValueError: the URL's scheme is unknown, the package that reads it is not installed (named), or
+            the URL holds a password (which the message does not repeat).
     """
     import fsspec
 
+    if PASSWORD.match(url):
+        shown = PASSWORD.sub(r"\1***@", url)
+        raise ValueError(f"{shown}: a URL must not hold a password; sftconv takes credentials from the environment "
+                         "only, as the filesystem's own tools do (for S3, the AWS_* variables, ~/.aws or the "
+                         "instance's role)")
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as error:

@@ -130,6 +130,47 @@ def test_a_run_killed_while_writing_to_s3_resumes_to_the_bytes_of_a_local_run(co
     assert objects(f"{s3}/out") == files(local["parquet"])
 
 
+# `python -c KILLED_AFTER NAME ARGS...`: sftconv ARGS, killed (os._exit, as SIGKILL would) once NAME is uploaded.
+KILLED_AFTER = """
+import os, sys
+from sftconv.cli import main
+from sftconv.writers.folder import RemoteFolder
+upload = RemoteFolder.publish
+def publish(folder, path):
+    upload(folder, path)
+    if path.relative_to(folder.local).as_posix() == sys.argv[1]:
+        os._exit(9)
+RemoteFolder.publish = publish
+main(sys.argv[2:])
+"""
+
+
+@pytest.fixture(scope="module")
+def packed_megatron(tmp_path_factory) -> tuple[list[str], Path]:
+    """The convert arguments of a small packed Megatron run (4 units, two shards each) and its local output."""
+    folder = tmp_path_factory.mktemp("packed-megatron")
+    corpus = write_jsonl(folder / "chats.jsonl", ["not json", *(chat(random.Random(i)) for i in range(150))])
+    args = ["convert", str(corpus), "--unit-size", "40KB", "--shard-rows", "20", "--format", "megatron",
+            "--pack", "2048", "-q", "-j", "1"]
+    assert CliRunner().invoke(main, [*args, "-o", str(folder / "local")]).exit_code == 0
+    return args, folder / "local"
+
+
+@pytest.mark.parametrize("killed_after", [
+    "part-00001-shard-00000.loss_mask.bin",  # a Megatron shard's .bin files are up, its .idx files not
+    f"{WORK_DIR}/part-00001.rejects.jsonl",  # a unit's files are up, its receipt not
+    "rejects.jsonl",  # the rejects are joined, the manifest not written
+    "manifest.json",  # the manifest is written, the work folder not removed
+])
+def test_a_run_killed_after_any_upload_resumes_to_the_bytes_of_a_local_run(killed_after, packed_megatron, s3):
+    args, local_output = packed_megatron
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER, killed_after, *args, "-o", f"{s3}/out"])
+    assert killed.returncode == 9
+    assert killed_after in objects(f"{s3}/out")
+    resumed = CliRunner().invoke(main, [*args, "-o", f"{s3}/out", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert objects(f"{s3}/out") == files(local_output)
+
 def test_resume_on_s3_redoes_a_unit_whose_shard_is_gone_and_verifies_a_finished_run(corpus, local, s3):
     fs, root = fsspec.core.url_to_fs(s3)
     assert convert_cli(corpus, f"{s3}/out").exit_code == 0
@@ -154,3 +195,82 @@ def test_the_ray_engine_writes_the_local_bytes_into_s3(corpus, local, s3):
     result = convert_cli(corpus, f"{s3}/ray", "--engine", "ray", "--workers", "2")
     assert result.exit_code == 0, result.output
     assert objects(f"{s3}/ray") == files(local["parquet"])
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("foo://bucket/run", "foo://bucket/run: Protocol not known: foo"),
+    ("oci://bucket@namespace/run", "oci://bucket@namespace/run: a package this URL needs is not installed"),
+    ("s3://AKIAEXAMPLE:hunter2@bucket/run", "s3://***@bucket/run: a URL must not hold a password"),
+    ("sftp://ann:hunter2@127.0.0.1:1/run", "sftp://***@127.0.0.1:1/run: a URL must not hold a password"),
+])
+def test_an_output_url_that_cannot_be_used_is_an_error_naming_it_never_its_password(url, shown, tmp_path):
+    result = convert_cli(write_jsonl(tmp_path / "chats.jsonl", [chat(random.Random(1))]), url)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert f"Error: {shown}" in result.output and "hunter2" not in result.output
+
+
+def test_storage_that_refuses_the_run_is_an_error_naming_the_url(corpus, s3, monkeypatch):
+    import moto.settings
+
+    bad_name = convert_cli(corpus, "s3://Not_A_Bucket!/run")  # botocore's own error, which is no OSError
+    assert bad_name.exit_code == 1 and isinstance(bad_name.exception, SystemExit)
+    assert "Error: cannot list s3://Not_A_Bucket!/run: " in bad_name.output
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # moto now checks credentials: ours are unknown
+    denied = convert_cli(corpus, f"{s3}/run")
+    assert denied.exit_code == 1 and isinstance(denied.exception, SystemExit)
+    assert f"Error: cannot list {s3}/run: The AWS Access Key Id you provided does not exist" in denied.output
+
+
+def test_a_file_another_process_rewrote_is_read_whole_though_this_one_listed_it(s3):
+    from sftconv.writers.folder import Folder
+
+    fs, root = fsspec.core.url_to_fs(s3)
+    fs.pipe_file(f"{root}/run/manifest.json", b"{}")
+    with Folder.at(f"{s3}/run") as folder:
+        assert folder.entries() == {"manifest.json": True}  # s3fs caches the listing, sizes included
+        fsspec.filesystem("s3", skip_instance_cache=True).pipe_file(f"{root}/run/manifest.json", b'{"shards": []}')
+        assert folder.read_text("manifest.json") == '{"shards": []}'
+
+
+FAILING = 2  # the unit whose Ray worker dies after uploading its first shard
+
+
+def dies_after_one_upload(job, unit, cwd):
+    """A unit's task that, at unit FAILING, uploads one shard and dies before its other shards and its receipt."""
+    from sftconv.ray_engine import convert_alone
+    from sftconv.writers.folder import RemoteFolder
+
+    if unit.index == FAILING:
+        upload = RemoteFolder.publish
+
+        def upload_then_die(folder, path):
+            upload(folder, path)
+            os._exit(3)
+
+        RemoteFolder.publish = upload_then_die
+    return convert_alone(job, unit, cwd)
+
+
+def test_a_unit_that_died_on_a_ray_worker_mid_upload_is_redone_by_resume(s3, tmp_path):
+    from sftconv.pipeline import ConvertError, ConvertOptions, convert
+    from sftconv.ray_engine import RayEngine
+
+    class DiesMidUnit(RayEngine):
+        task = staticmethod(dies_after_one_upload)
+
+    corpus = write_jsonl(tmp_path / "chats.jsonl", [chat(random.Random(i)) for i in range(150)])  # 4 units
+    args = ["--unit-size", "40KB", "--shard-rows", "20", "-q"]
+    assert CliRunner().invoke(main, ["convert", str(corpus), "-o", str(tmp_path / "local"), *args]).exit_code == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")  # with the s3 settings
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with DiesMidUnit(retries=0) as engine, pytest.raises(ConvertError, match="1 of 4 unit"):
+            convert([str(corpus)], f"{s3}/out", ConvertOptions(unit_bytes=40_000, shard_rows=20), engine=engine)
+        left = objects(f"{s3}/out")
+        assert f"part-{FAILING:05d}-shard-00000.parquet" in left and f"{WORK_DIR}/part-{FAILING:05d}.json" not in left
+        resumed = CliRunner().invoke(main, ["convert", str(corpus), "-o", f"{s3}/out", *args, "--engine", "ray", "--resume"])
+        assert resumed.exit_code == 0, resumed.output
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        ray.shutdown()
+    assert objects(f"{s3}/out") == files(tmp_path / "local")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -109,14 +111,28 @@ class RemoteFolder(Folder):
         name = path.relative_to(self.local).as_posix()
         try:
             self.fs.put_file(str(path), self.path(name))
-        except OSError as error:
+        except Exception as error:  # botocore's errors (no endpoint, a bad bucket name) are no OSError
             raise OSError(f"cannot upload {join(self.location, name)}: {error}") from error
         path.unlink()
+
+    @contextmanager
+    def naming_errors(self, doing: str, name: str = "") -> Iterator[None]:
+        """Turn the filesystem package's errors into OSErrors naming the URL; a missing file stays a FileNotFoundError.
+
+        botocore's errors (no endpoint, a bad bucket name) are no OSError, and s3fs's PermissionError names no path.
+        """
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except Exception as error:
+            raise OSError(f"cannot {doing} {join(self.location, name) if name else self.location}: {error}") from error
 
     def entries(self) -> dict[str, bool]:
         self.fs.invalidate_cache()  # other processes (workers, a killed run) may have written since
         try:
-            found = self.fs.ls(self.root, detail=True)
+            with self.naming_errors("list"):
+                found = self.fs.ls(self.root, detail=True)
         except FileNotFoundError:
             return {}
         return {PurePosixPath(entry["name"]).name: entry["type"] == "file" for entry in found
@@ -127,16 +143,20 @@ class RemoteFolder(Folder):
         return self.fs.isfile(self.path(name))
 
     def open(self, name: str) -> BinaryIO:
-        return self.fs.open(self.path(name), "rb")
+        self.fs.invalidate_cache()  # a listing cached before another process rewrote the file holds its old size
+        with self.naming_errors("read", name):
+            return self.fs.open(self.path(name), "rb")
 
     def verify(self, name: str, size: int, sha256: str) -> bool:
         self.fs.invalidate_cache()
         try:
-            return self.fs.info(self.path(name))["size"] == size
+            with self.naming_errors("read", name):
+                return self.fs.info(self.path(name))["size"] == size
         except FileNotFoundError:
             return False
 
     def remove(self, name: str) -> None:
         self.fs.invalidate_cache()
-        if self.fs.exists(self.path(name)):
-            self.fs.rm(self.path(name), recursive=True)
+        with self.naming_errors("remove", name):
+            if self.fs.exists(self.path(name)):
+                self.fs.rm(self.path(name), recursive=True)
