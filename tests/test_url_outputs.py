@@ -89,6 +89,8 @@ def test_validate_of_an_output_folder_at_a_url_says_to_copy_it_rather_than_readi
     result = CliRunner().invoke(main, ["validate", f"{s3}/out"])
     assert result.exit_code == 1
     assert f"{s3}/out is a convert output folder at a URL" in result.output and "aws s3 sync" in result.output
+    secret = CliRunner().invoke(main, ["validate", "s3://AK:sekret@bkt/x.jsonl"])
+    assert secret.exit_code == 2 and "sekret" not in secret.output and "must not hold a password" in secret.output
 
 
 def test_an_s3_folder_in_use_is_refused_and_overwrite_keeps_other_programs_objects(corpus, local, s3):

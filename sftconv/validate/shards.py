@@ -68,7 +68,10 @@ class Tally:
 def is_output_folder(path: str | Path) -> bool:
     """Whether `path` is a convert output folder (a manifest, or a shard named as convert names them); a URL's too."""
     if is_url(path):
-        fs, root = filesystem(path)
+        try:
+            fs, root = filesystem(path)
+        except ValueError:  # reading it as raw input says what is wrong with the URL
+            return False
         return fs.isfile(join(root, MANIFEST_FILE))
     path = Path(path)
     return path.is_dir() and ((path / MANIFEST_FILE).exists() or any(path.glob("part-[0-9][0-9][0-9][0-9][0-9]-shard-*")))
