@@ -109,7 +109,8 @@ def test_an_s3_folder_in_use_is_refused_and_overwrite_keeps_other_programs_objec
     assert written["notes.txt"] == b"ours" and written["part-00000-1f2e.snappy.parquet"] == b"spark's"
 
 
-def test_a_run_killed_while_writing_to_s3_resumes_to_the_bytes_of_a_local_run(corpus, local, s3):
+def test_a_run_killed_while_writing_to_s3_resumes_to_the_bytes_of_a_local_run(corpus, local, s3, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the killed run's staging folder stays
     fs, root = fsspec.core.url_to_fs(s3)
     command = [sys.executable, "-m", "sftconv", "convert", str(corpus), "-o", f"{s3}/out", "--unit-size", UNIT,
                "-q", "-j", "1"]
@@ -164,7 +165,9 @@ def packed_megatron(tmp_path_factory) -> tuple[list[str], Path]:
     "rejects.jsonl",  # the rejects are joined, the manifest not written
     "manifest.json",  # the manifest is written, the work folder not removed
 ])
-def test_a_run_killed_after_any_upload_resumes_to_the_bytes_of_a_local_run(killed_after, packed_megatron, s3):
+def test_a_run_killed_after_any_upload_resumes_to_the_bytes_of_a_local_run(killed_after, packed_megatron, s3, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the killed run's staging folder stays
     args, local_output = packed_megatron
     killed = subprocess.run([sys.executable, "-c", KILLED_AFTER, killed_after, *args, "-o", f"{s3}/out"])
     assert killed.returncode == 9
