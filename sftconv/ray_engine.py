@@ -139,8 +139,12 @@ class RayEngine:
                     if bar is not None:
                         bar.update(summary.read, summary.tokens)
         finally:
-            for ref in pending:  # Ctrl-C or a lost connection: stop what is still queued or running
-                ray.cancel(ref)
+            # Ctrl-C or a lost connection: what is still queued or running must stop. Where this engine started
+            # Ray or connected to it, leaving does that (`__exit__`), and a cancel could race with a task's end
+            # and crash Ray's core worker (ray-project/ray#54846). In a Ray session of the caller's own, cancel them.
+            if not self._started:
+                for ref in pending:
+                    ray.cancel(ref)
         if failures:
             raise ConvertError(failure_report(failures, len(results) + len(failures), self.retries))
         with Folder.at(job.out_dir) as folder:
