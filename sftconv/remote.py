@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*:[^/@]*@")  # scheme://user:password@ (or key:secret@)
+SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+URL = re.compile(f"^{SCHEME}")
+PASSWORD = re.compile(f"^({SCHEME})[^/@]*:[^/@]*@")  # scheme://user:password@ (or key:secret@)
 FILE_URL = "file://"
 # Base classes of the errors filesystem packages raise, beside OSError, for a store they cannot reach (no credentials,
 # no network): botocore's NoCredentialsError, aiohttp's connection errors, Google's and Azure's auth errors.

@@ -60,9 +60,6 @@ class WorkDir:
     def __init__(self, folder: Folder):
         self.folder = folder
 
-    def exists(self) -> bool:
-        return self.folder.entries().get(WORK_DIR) is False
-
     def start(self, identity: dict) -> None:
         """Begin a run afresh: forget any earlier receipts and record what this run converts."""
         self.remove()
