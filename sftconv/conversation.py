@@ -74,12 +74,16 @@ class Message:
     """One turn; `train` is the data's own per-message override of the mask policy (None: follow it).
 
     An assistant turn may call tools (`tool_calls`, after its content); a `tool` turn holds one result.
+    `reasoning` is an assistant turn's trace (its thinking before the answer) as the data gave it, not
+    yet rendered: None when the data has none, "" for a trace that is present but empty. The template
+    alone decides how a trace renders and whether its tokens are trained.
     """
 
     role: str
     content: str
     train: bool | None = None
     tool_calls: tuple[ToolCall, ...] = ()
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,28 @@ class Conversation:
     def has_tool_turns(self) -> bool:
         """Whether a turn calls a tool or holds a tool's result."""
         return any(m.tool_calls or m.role == TOOL for m in self.messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Preference:
+    """A preference sample: a shared prompt and two answers (a DPO pair), or one answer and a label (KTO).
+
+    `chosen` and `rejected` are the turns after the prompt (most often one assistant message each).
+    For KTO, `rejected` is empty and `label` says whether `chosen` is a desirable answer; for a
+    pair, `label` is None. Each side renders as the conversation `prompt + side`, with the same
+    template code as an SFT sample.
+    """
+
+    prompt: tuple[Message, ...]
+    chosen: tuple[Message, ...]
+    location: Location
+    rejected: tuple[Message, ...] = ()
+    label: bool | None = None
+    tools: tuple[dict, ...] = ()
+
+    def side(self, answer: tuple[Message, ...]) -> Conversation:
+        """The prompt followed by one answer, as one conversation."""
+        return Conversation((*self.prompt, *answer), self.location, self.tools)
 
 
 @dataclass(frozen=True, slots=True)
