@@ -34,6 +34,8 @@ NO_USER_TURN = "no_user_turn"
 INVALID_TEXT = "invalid_text"  # a lone surrogate: tiktoken would write U+FFFD in its place, silently
 TEXT_TOO_LONG = "text_too_long"  # a message over MAX_TEXT_CHARS (shapes/turns.py)
 SPECIAL_TEXT = "special_text"  # special-token text or another template's markers, with --special-text reject
+MALFORMED_REASONING = "malformed_reasoning"  # a <think> block unclosed or mid-text, or two traces that differ
+MISPLACED_REASONING = "misplaced_reasoning"  # a trace on a turn that is not the assistant's
 # Role-order rules, checked on every conversation whatever its shape.
 SYSTEM_NOT_FIRST = "system_not_first"
 CONSECUTIVE_SAME_ROLE = "consecutive_same_role"

@@ -22,6 +22,7 @@ from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .remote import is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
+from .shapes.reasoning import read_traces
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
 from .tokenizer import Tokenizer
@@ -284,7 +285,7 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
 
 @dataclass(frozen=True)
 class InputShape:
-    """How one input's records become conversations: field names renamed, the shape, then the turn rules."""
+    """How one input's records become conversations: field names renamed, the shape, inline traces, the turn rules."""
 
     shape: Shape
     mapping: FieldMapping
@@ -292,7 +293,8 @@ class InputShape:
 
     def __call__(self, record: Record) -> Conversation:
         data = self.mapping.apply(record.data, self.shape.fields)
-        return checked_texts(Conversation(self.rules(self.shape(data)), record.location, self.shape.tools(data)))
+        messages = self.rules(read_traces(self.shape(data)))
+        return checked_texts(Conversation(messages, record.location, self.shape.tools(data)))
 
 
 class FileShapes:

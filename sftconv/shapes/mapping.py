@@ -11,6 +11,10 @@ from typing import Any
 from .turns import ALIAS_TARGETS
 
 
+TURN_KEYS = ("reasoning",)  # renamed inside each turn for shapes with a list of turns, on the record for the others
+POLICY_KEYS = ("keep_reasoning", "train_reasoning", "empty_reasoning")  # options a mapping file may carry, not fields
+
+
 class MappingError(ValueError):
     """A field mapping that cannot be used; the message says which key or value is wrong."""
 
@@ -23,6 +27,10 @@ class FieldMapping:
     `content` are the chat list and the role and text of each turn in it (`role`/`content` apply
     inside the `messages` list); `tools` holds the tool definitions; `roles` maps extra role names to
     system, user, assistant, tool (a result) or tool_call (a turn holding a call as JSON text).
+    `reasoning` holds an assistant's reasoning trace: a field of each turn for the shapes with a
+    list of turns, of the record for the others (Alpaca, prompt/completion). `keep_reasoning`,
+    `train_reasoning` and `empty_reasoning` are the reasoning policy (see `template.reasoning`), for
+    a mapping file to carry; None leaves the default.
 
     Example:
         >>> FieldMapping(messages="dialog", role="speaker", content="text", roles={"bot": "assistant"})
@@ -40,7 +48,11 @@ class FieldMapping:
     history: str | None = None
     transcript: str | None = None
     tools: str | None = None
+    reasoning: str | None = None
     roles: dict[str, str] = field(default_factory=dict)
+    keep_reasoning: str | None = None
+    train_reasoning: bool | None = None
+    empty_reasoning: bool | None = None
 
     def __post_init__(self):
         for name, role in self.roles.items():
@@ -80,7 +92,7 @@ class FieldMapping:
     def renames(self) -> dict[str, str]:
         """The mapped record-level fields: mapping key -> the user's field name (worked out once per mapping)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("role", "content", "roles") and getattr(self, f.name)}
+                if f.name not in ("role", "content", "roles", *TURN_KEYS, *POLICY_KEYS) and getattr(self, f.name)}
 
     def apply(self, data: Any, names: dict[str, str]) -> Any:
         """The record with the user's field names replaced by a shape's names (`names`, e.g. `Shape.fields`).
@@ -90,19 +102,21 @@ class FieldMapping:
             {'instruction': 'q', 'output': 'a'}
         """
         renames = self.renames
-        if not (renames or self.role or self.content):
+        if not (renames or self.role or self.content or self.reasoning):
             return data
         if isinstance(data, list):  # a bare list of messages
             return [self._rename_turn(turn, names) for turn in data]
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        if self.reasoning and "messages" not in names:  # a shape with one answer: the trace is the record's
+            renames = {**renames, "reasoning": self.reasoning}
         for key, source in renames.items():
             target = names.get(key)
             if target and source != target and source in data:
                 data[target] = data.pop(source)
         turns = data.get(names.get("messages", ""))
-        if isinstance(turns, list) and (self.role or self.content):
+        if isinstance(turns, list) and (self.role or self.content or self.reasoning):
             data[names["messages"]] = [self._rename_turn(turn, names) for turn in turns]
         return data
 
@@ -111,12 +125,14 @@ class FieldMapping:
         if not isinstance(turn, dict) or "role" not in names:
             return turn
         turn = dict(turn)
-        for source, target in ((self.role, names["role"]), (self.content, names["content"])):
-            if source and source != target and source in turn:
+        for source, target in ((self.role, names["role"]), (self.content, names["content"]),
+                               (self.reasoning, names.get("reasoning"))):
+            if source and target and source != target and source in turn:
                 turn[target] = turn.pop(source)
         return turn
 
     def to_json(self) -> dict:
         """The fields that are set, for the manifest."""
-        return {**self.renames, **{k: v for k, v in (("role", self.role), ("content", self.content)) if v},
+        return {**self.renames, **{k: getattr(self, k) for k in ("role", "content", *TURN_KEYS)
+                                   if getattr(self, k)},
                 **({"roles": dict(self.roles)} if self.roles else {})}

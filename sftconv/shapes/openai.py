@@ -15,6 +15,7 @@ from ..conversation import (
     RecordError,
 )
 from .base import Shape
+from .reasoning import field_trace, one_trace, split_parts
 from .tools import calls_in_text, openai_calls, result_text, tool_definitions
 from .turns import TOOL_CALL, list_field, non_empty_list, optional_text, role_of, text_of, train_flag
 
@@ -33,7 +34,12 @@ class OpenAIShape(Shape):
     {"name", "arguments"}}]`, arguments as a JSON string or an object, `id` and `type` optional) or
     the legacy `function_call`; its `content` may then be null. A `tool` (or legacy `function`) message
     holds one result, as text or any JSON value. The record's `tools` (a list, or its JSON text) or
-    legacy `functions` are the definitions the calls may use.
+    legacy `functions` are the definitions the calls may use; a content part of type `tool_call` holds
+    the JSON text of a call (LLaMA-Factory v1).
+
+    Reasoning (see `shapes.reasoning`): an assistant's trace in `reasoning_content`, `reasoning` or
+    `thinking` (a string or text parts), in content parts of type `reasoning` or `thinking`, or
+    inline as a `<think>...</think>` block at the start of its content.
 
     Args:
         roles: extra role aliases, such as `{"bot": "assistant"}`.
@@ -43,7 +49,8 @@ class OpenAIShape(Shape):
     """
 
     name = "openai"
-    fields = {"messages": "messages", "role": "role", "content": "content", "system": "system", "tools": "tools"}
+    fields = {"messages": "messages", "role": "role", "content": "content", "system": "system", "tools": "tools",
+              "reasoning": "reasoning"}
 
     def __call__(self, data: Any) -> tuple[Message, ...]:
         if isinstance(data, list):
@@ -79,8 +86,9 @@ class OpenAIShape(Shape):
             return Message(ASSISTANT, "", train, calls_in_text(content, f"{where}.content"))
         if role == TOOL:
             return Message(TOOL, result_text(content, f"{where}.content"), train)
-        calls = openai_calls(message, where)
+        content, part_trace, part_calls = split_parts(content, f"{where}.content")
+        calls = openai_calls(message, where) + part_calls
         if calls and role != ASSISTANT:
             raise RecordError(BAD_TOOL_CALL, f"{where} is a {role} message with tool calls; only assistants call tools")
         text = "" if calls and content is None else text_of(content, f"{where}.content")
-        return Message(role, text, train, calls)
+        return Message(role, text, train, calls, one_trace(field_trace(message, where), part_trace, where))

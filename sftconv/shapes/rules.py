@@ -28,12 +28,14 @@ class TurnRules:
 
     In order: user and assistant turns that are empty after trimming are rejected (`empty_content`)
     or, with `drop_empty_turns`, dropped (an empty system prompt is kept, as chat templates render it,
-    and so are an assistant turn that calls tools and a tool's empty result);
+    and so are an assistant turn that calls tools or holds a reasoning trace, and a tool's empty
+    result);
     `system` is added as the system prompt where there is none, and with `replace_system` replaces
     the record's own; a system turn anywhere but first is rejected (`system_not_first`); two turns of
     the same role in a row are rejected (`consecutive_same_role`) or, with `merge_consecutive`,
     joined by a blank line (tool results may follow each other, one per parallel call; a turn that
-    calls tools is never joined to the next, whose text would come before the calls); the first
+    calls tools is never joined to the next, whose text would come before the calls, nor is a turn with a
+    reasoning trace joined to the one before, where its trace would land mid-answer); the first
     turn after the system prompt must be the user's (`assistant_before_user`); and there must be an
     assistant turn (`no_assistant_turn`).
     A conversation may end with a user turn: it is context, and is never trained.
@@ -79,7 +81,8 @@ class TurnRules:
         """The messages without empty user/assistant turns, or a rejection naming the first one."""
         kept = []
         for index, message in enumerate(messages, 1):
-            if message.role in (USER, ASSISTANT) and not message.tool_calls and is_blank(message.content):
+            if message.role in (USER, ASSISTANT) and not (message.tool_calls or message.reasoning) \
+                    and is_blank(message.content):
                 if not self.drop_empty_turns:
                     raise RecordError(EMPTY_CONTENT, f"turn {index} ({message.role}) has no content")
                 continue
@@ -111,8 +114,11 @@ class TurnRules:
             if previous.train != message.train:
                 raise RecordError(BAD_TRAIN_FLAG, f"turns {index - 1} and {index} cannot be merged: "
                                                   "their train flags differ")
+            if message.reasoning is not None:
+                raise RecordError(CONSECUTIVE_SAME_ROLE, f"turns {index - 1} and {index} are both {message.role} "
+                                  f"and cannot be merged: turn {index}'s reasoning trace would land mid-answer")
             merged[-1] = Message(message.role, previous.content + MERGE_SEPARATOR + message.content, message.train,
-                                 message.tool_calls)
+                                 message.tool_calls, previous.reasoning)
         return tuple(merged)
 
 
@@ -131,7 +137,7 @@ def well_formed(messages: tuple[Message, ...]) -> bool:
                 return False
         elif role == previous and role != TOOL:
             return False
-        if role in (USER, ASSISTANT) and not message.tool_calls and is_blank(message.content):
+        if role in (USER, ASSISTANT) and not (message.tool_calls or message.reasoning) and is_blank(message.content):
             return False
         answered = answered or role == ASSISTANT
         previous = role

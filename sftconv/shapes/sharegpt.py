@@ -6,6 +6,7 @@ from typing import Any
 
 from ..conversation import (
     ASSISTANT,
+    BAD_TOOL_CALL,
     MESSAGE_NOT_OBJECT,
     SYSTEM,
     TOOL,
@@ -15,6 +16,7 @@ from ..conversation import (
     RecordError,
 )
 from .base import Shape
+from .reasoning import field_trace, one_trace, split_parts
 from .tools import calls_in_text, result_text, tool_definitions
 from .turns import TOOL_CALL, fields_seen, list_field, non_empty_list, optional_text, role_of, text_of, train_flag
 
@@ -35,6 +37,9 @@ class ShareGPTShape(Shape):
     calls); an `observation` turn is a tool's result. The record's `tools` (a list, or its JSON text)
     are the definitions the calls may use.
 
+    Reasoning: a turn's trace in `reasoning_content`, `reasoning` or `thinking` (or the field
+    `--reasoning-field` names), in `reasoning`/`thinking` parts of its value, or inline (`<think>...</think>`).
+
     Args:
         roles: extra role aliases, such as `{"bot": "assistant"}`.
 
@@ -43,7 +48,8 @@ class ShareGPTShape(Shape):
     """
 
     name = "sharegpt"
-    fields = {"messages": "conversations", "role": "from", "content": "value", "system": "system", "tools": "tools"}
+    fields = {"messages": "conversations", "role": "from", "content": "value", "system": "system", "tools": "tools",
+              "reasoning": "reasoning"}
 
     def __call__(self, data: Any) -> tuple[Message, ...]:
         key = list_field(data, LIST_FIELDS)
@@ -68,7 +74,11 @@ class ShareGPTShape(Shape):
                 return [Message(ASSISTANT, "", train, calls_in_text(value, f"{where}.value"))]
             if role == TOOL:
                 return [Message(TOOL, result_text(value, f"{where}.value"), train)]
-            return [Message(role, text_of(value, f"{where}.value"), train)]
+            value, part_trace, calls = split_parts(value, f"{where}.value")
+            if calls and role != ASSISTANT:
+                raise RecordError(BAD_TOOL_CALL, f"{where} is a {role} turn with tool calls; only assistants call tools")
+            trace = one_trace(field_trace(turn, where), part_trace, where)
+            return [Message(role, text_of(value, f"{where}.value"), train, calls, trace)]
         by_role = {self.roles.get(k.lower()): k for k in turn if isinstance(k, str)}
         if USER in by_role and ASSISTANT in by_role:
             user, assistant = by_role[USER], by_role[ASSISTANT]

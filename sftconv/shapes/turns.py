@@ -159,8 +159,9 @@ def non_empty_list(turns: Any, key: str) -> list:
     return turns
 
 
-def exchange(data: Mapping, prompt: str, answer: str) -> tuple[Message, ...]:
-    """An instruction-style record as messages: its `system`, its `history` pairs, then prompt and answer.
+def exchange(data: Mapping, prompt: str, answer: str, reasoning: str | None = None) -> tuple[Message, ...]:
+    """An instruction-style record as messages: its `system`, its `history` pairs, then prompt and answer
+    (with `reasoning`, the answer's trace, if any).
 
     Raises:
         RecordError: `bad_history` if `history` is not a list of [question, answer] string pairs.
@@ -174,7 +175,7 @@ def exchange(data: Mapping, prompt: str, answer: str) -> tuple[Message, ...]:
         if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
             raise RecordError(BAD_HISTORY, f"history[{index}] is not a [question, answer] pair of strings")
         messages += [Message(USER, pair[0]), Message(ASSISTANT, pair[1])]
-    return (*messages, Message(USER, prompt), Message(ASSISTANT, answer))
+    return (*messages, Message(USER, prompt), Message(ASSISTANT, answer, reasoning=reasoning))
 
 
 def required_text(data: Mapping, key: str) -> str:
@@ -195,17 +196,20 @@ def checked_texts(conversation: Conversation) -> Conversation:
     """The conversation unchanged, once every text it renders is known to encode exactly and in bounded time.
 
     Every shape's conversations pass here, after the turn rules, so the check holds whatever the
-    record's shape: message texts, tool calls (name and arguments) and tool definitions.
+    record's shape: message texts, reasoning traces, tool calls (name and arguments) and tool definitions.
 
     Raises:
         RecordError: `invalid_text` for a lone surrogate (UTF-8 cannot hold one, and tiktoken would
             silently write U+FFFD in its place), `text_too_long` for a text over MAX_TEXT_CHARS.
     """
     for index, message in enumerate(conversation.messages):
-        if message.content.isascii() and len(message.content) <= MAX_TEXT_CHARS and not message.tool_calls:
+        if message.content.isascii() and len(message.content) <= MAX_TEXT_CHARS and not message.tool_calls \
+                and message.reasoning is None:
             continue  # the common case, checked without naming the message
         where = f"message {index} ({message.role})"
         check_text(message.content, where)
+        if message.reasoning is not None:
+            check_text(message.reasoning, f"{where}, its reasoning trace")
         for call in message.tool_calls:
             check_text(call.name, f"{where}, tool call {call.name!r}")
             arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments,

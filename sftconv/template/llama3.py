@@ -14,6 +14,8 @@ Template choices, each pinned by a test:
   headers included. Under `assistant` and `last` headers are never trained.
   A message's own `train` flag from the data overrides the policy for that message.
 - Special ids are placed by the template; content is only ever encoded as ordinary text.
+- An assistant's reasoning trace renders as plain text before its answer, in the one form and under
+  the policy (which turns keep it, whether it is trained) that `reasoning.py` documents.
 - Llama 3 has no tool turns: a conversation that calls a tool or holds a tool's result is rejected
   (`tool_calls_unsupported`; the `llama3.1` template renders it). Tool definitions alone are ignored.
 """
@@ -35,6 +37,7 @@ from ..conversation import (
     Message,
     RecordError,
 )
+from .reasoning import ReasoningCounts, ReasoningPolicy, block
 
 if TYPE_CHECKING:
     import numpy as np
@@ -181,6 +184,9 @@ class Llama3Template:
     Args:
         tokenizer: encodes message contents (only contents; every special id is a constant).
         policy: the mask policy, `MaskPolicy.ASSISTANT` by default.
+        reasoning: what becomes of reasoning traces (default: every trace kept and trained).
+
+    `reasoning_counts` adds up the traces of the samples rendered, for the run's summary.
 
     Example:
         >>> tokenizer = Tokenizer()
@@ -191,9 +197,12 @@ class Llama3Template:
 
     name = "llama3"
 
-    def __init__(self, tokenizer: Tokenizer, policy: MaskPolicy = MaskPolicy.ASSISTANT):
+    def __init__(self, tokenizer: Tokenizer, policy: MaskPolicy = MaskPolicy.ASSISTANT, *,
+                 reasoning: ReasoningPolicy = ReasoningPolicy()):
         self.tokenizer = tokenizer
         self.policy = MaskPolicy(policy)
+        self.reasoning = reasoning
+        self.reasoning_counts = ReasoningCounts()
         self._headers: dict[str, list[int]] = {}
         self._header_texts: dict[str, str] = {}
         special = tokenizer.special_tokens
@@ -231,7 +240,8 @@ class Llama3Template:
         single call: special tokens are split points of the BPE, so each content gets exactly the ids
         it gets alone. The mask follows from where the special ids land, without a loop over tokens.
         A conversation whose content holds `<|` (which could spell a special token) is rendered
-        message by message instead, so typed special-token text always stays text.
+        message by message instead, so typed special-token text always stays text, and so is one
+        with a reasoning block, whose mask changes inside a content.
         """
         policy, train_headers = self.policy, self.policy is MaskPolicy.ALL
         headers = self._header_texts
@@ -250,14 +260,16 @@ class Llama3Template:
                 errors.append(RecordError(NO_TRAINED_TOKENS, f"no token is trained under --train-on {policy.value}"))
                 continue
             errors.append(None)
+            if self.reasoning.applies(messages):
+                exact[len(sizes) + len(exact)] = self._assemble(messages, flags)
+                continue
             first_part = len(parts)
             parts.append(BOS)
             for message in messages:
                 text = message.content.strip()
                 if "<|" in text:
                     del parts[first_part:]
-                    contents = [m.content.strip() for m in messages]
-                    exact[len(sizes) + len(exact)] = self._assemble(messages, contents, flags)
+                    exact[len(sizes) + len(exact)] = self._assemble(messages, flags)
                     break
                 parts += (headers.get(message.role) or self._header_text(message.role), text, EOT)
             else:
@@ -301,22 +313,39 @@ class Llama3Template:
         lengths = np.add.reduceat(1 + run - separator, firsts) if len(sizes) else np.zeros(0, dtype=np.int64)
         return Samples(ids[keep].astype(np.int32), mask[keep], lengths.astype(np.int64))
 
-    def _assemble(self, messages: tuple[Message, ...], contents: list[str], flags: list[bool]
-                  ) -> tuple[list[int], list[int]]:
+    def _assemble(self, messages: tuple[Message, ...], flags: list[bool]) -> tuple[list[int], list[int]]:
         """Lay out BOS, headers, contents and end-of-turn ids one message at a time, the mask known from their lengths."""
         eot = self.tokenizer.eot_id
         train_headers = self.policy is MaskPolicy.ALL
         input_ids = [self.tokenizer.bos_id]
         loss_mask = [0]
-        for message, text, trained in zip(messages, contents, flags):
+        for message, trained, (thought, text) in zip(messages, flags, self.contents(messages)):
             header = self.header_ids(message.role)
-            body = self.tokenizer.encode(text)
             input_ids += header
+            loss_mask += [int(trained and train_headers)] * len(header)
+            if thought is not None:
+                input_ids += thought
+                loss_mask += [int(trained and self.reasoning.train)] * len(thought)
+                self.reasoning_counts.tokens += len(thought)
+                self.reasoning_counts.trained_tokens += len(thought) * (trained and self.reasoning.train)
+            body = self.tokenizer.encode(text)
             input_ids += body
             input_ids.append(eot)
-            loss_mask += [int(trained and train_headers)] * len(header)
             loss_mask += [int(trained)] * (len(body) + 1)
         return input_ids, loss_mask
+
+    def contents(self, messages: tuple[Message, ...]) -> list[tuple[list[int] | None, str]]:
+        """Each message's reasoning block as ids (None: no block) and its trimmed content; counts the traces."""
+        if not self.reasoning.applies(messages):
+            return [(None, m.content.strip()) for m in messages]
+        traces = self.reasoning.traces(messages)
+        self.reasoning_counts.count(messages, traces)
+        result = []
+        for message, trace in zip(messages, traces):
+            text = message.content.strip()
+            thought = None if trace is None else self.tokenizer.encode(block(trace, bool(text or message.tool_calls)))
+            result.append((thought, text))
+        return result
 
 
 def tools_unsupported(conversation: Conversation) -> RecordError:

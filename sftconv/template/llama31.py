@@ -38,6 +38,7 @@ the end, the same mask policies, and special ids placed only by the template. On
   when the conversation uses built-in tools, else with `<|eot_id|>`, as the hub template decides.
 - A tool's result is an `ipython` turn with its content as it is, not trimmed (both references agree;
   the hub template additionally writes a string result as a quoted JSON string, which Meta does not).
+- A reasoning trace renders before the turn's content and calls, as in llama3 (see reasoning.py).
 - Masks: tool results, the system lines and the function definitions are never trained, whatever the
   policy or the data's own flags; a turn that calls tools is trained like any assistant turn, its
   closing `<|eom_id|>` like an `<|eot_id|>`, unless `train_tool_calls` is False and its message has
@@ -52,6 +53,7 @@ from typing import TYPE_CHECKING
 
 from ..conversation import NO_TRAINED_TOKENS, NO_USER_TURN, SYSTEM, TOOL, USER, Conversation, Message, RecordError
 from .llama3 import Encoded, Llama3Template, MaskPolicy, Samples, trained_flags
+from .reasoning import ReasoningPolicy, block
 from .tools import CODE_INTERPRETER, Toolbox
 
 if TYPE_CHECKING:
@@ -65,6 +67,11 @@ FUNCTIONS_IN_USER = ("Given the following functions, please respond with a JSON 
                      "arguments that best answers the given prompt.\n\n" + CALL_FORMAT)
 FUNCTIONS_IN_SYSTEM = ("You have access to the following functions. To call a function, please respond with JSON for a "
                        "function call." + CALL_FORMAT)
+
+
+class Thought(str):
+    """A reasoning block in a plan: text like any other, told apart so its tokens are counted."""
+
 
 # A planned sample: pieces in order, each text to encode or ids as they are, and whether it is trained.
 Plan = list[tuple[str | list[int], bool]]
@@ -87,6 +94,7 @@ class Llama31Template(Llama3Template):
         date_string: the `Today Date:` of the system turn (default `26 Jul 2024`).
         tools_in: where function definitions go, `ToolPlacement.USER` (the first user message) by default.
         train_tool_calls: whether turns that call tools are trained (default True).
+        reasoning: what becomes of reasoning traces (default: every trace kept and trained).
 
     Example:
         >>> chat = Conversation((Message("user", "Hi"), Message("assistant", "Hello!")), Location("x"))
@@ -99,8 +107,8 @@ class Llama31Template(Llama3Template):
 
     def __init__(self, tokenizer: Tokenizer, policy: MaskPolicy = MaskPolicy.ASSISTANT, *,
                  date_string: str = DEFAULT_DATE, tools_in: ToolPlacement = ToolPlacement.USER,
-                 train_tool_calls: bool = True):
-        super().__init__(tokenizer, policy)
+                 train_tool_calls: bool = True, reasoning: ReasoningPolicy = ReasoningPolicy()):
+        super().__init__(tokenizer, policy, reasoning=reasoning)
         self.date_string = date_string
         self.tools_in = ToolPlacement(tools_in)
         self.train_tool_calls = train_tool_calls
@@ -130,13 +138,19 @@ class Llama31Template(Llama3Template):
         """The planned pieces as ids, with the mask known from their lengths."""
         input_ids: list[int] = []
         loss_mask: list[int] = []
+        thought = [0, 0]  # block tokens, all and trained
         for piece, trained in plan:
             ids = next(encoded) if isinstance(piece, str) else piece
             input_ids += ids
             loss_mask += [int(trained)] * len(ids)
+            if type(piece) is Thought:
+                thought[0] += len(ids)
+                thought[1] += len(ids) * trained
         if not any(loss_mask):
             return RecordError(NO_TRAINED_TOKENS, f"no token is trained under --train-on {self.policy.value}"
                                                   + ("" if self.train_tool_calls else " --no-train-tool-calls"))
+        self.reasoning_counts.tokens += thought[0]
+        self.reasoning_counts.trained_tokens += thought[1]
         return Encoded(input_ids, loss_mask, conversation.location)
 
     def _plan(self, conversation: Conversation) -> Plan:
@@ -148,10 +162,11 @@ class Llama31Template(Llama3Template):
         tools = Toolbox.of(conversation)
         messages = conversation.messages
         flags = self._flags(messages)
+        traces = self.reasoning.traces(messages) if self.reasoning.applies(messages) else [None] * len(messages)
         system, system_trained = None, False
         if messages and messages[0].role == SYSTEM:
             system, system_trained = messages[0], flags[0]
-            messages, flags = messages[1:], flags[1:]
+            messages, flags, traces = messages[1:], flags[1:], traces[1:]
         system_lines, definitions = self._generated_ids(tools)
         plan: Plan = [([self.tokenizer.bos_id], False),
                       (self.header_ids(SYSTEM), system_trained and self.policy is MaskPolicy.ALL),
@@ -167,9 +182,10 @@ class Llama31Template(Llama3Template):
                                                 "none; pass --tools-in system")
         end = self.tokenizer.eom_id if tools.builtin else self.tokenizer.eot_id
         first_turn = 1 if system is None else 2  # turns are numbered as in the record, the system prompt first
-        for index, (message, trained) in enumerate(zip(messages, flags)):
+        for index, (message, trained, trace) in enumerate(zip(messages, flags, traces)):
             prefix = definitions if index == first_user else []
-            plan += self._turn(message, trained, tools, end, prefix, f"turn {first_turn + index}")
+            plan += self._turn(message, trained, tools, end, prefix, f"turn {first_turn + index}", trace)
+        self.reasoning_counts.count(messages, traces)
         return plan
 
     def _flags(self, messages: tuple[Message, ...]) -> list[bool]:
@@ -214,14 +230,17 @@ class Llama31Template(Llama3Template):
         return lead + "".join(json.dumps(f, ensure_ascii=False, indent=4) + "\n\n" for f in tools.functions)
 
     def _turn(self, message: Message, trained: bool, tools: Toolbox, call_end: int, prefix: list[int],
-              where: str) -> Plan:
-        """One message's pieces: header, content (after the definitions, for the first user message), calls, end."""
+              where: str, trace: str | None = None) -> Plan:
+        """One message's pieces: header, content (after the definitions, for the first user message; after
+        the reasoning block, if any), calls, end."""
         if message.role == TOOL:
             return [(self.header_ids(IPYTHON), False), (message.content, False), ([self.tokenizer.eot_id], False)]
         plan: Plan = [(self.header_ids(message.role), trained and self.policy is MaskPolicy.ALL)]
         if prefix:
             plan.append((prefix, False))
         content = message.content.strip()
+        if trace is not None:
+            plan.append((Thought(block(trace, bool(content or message.tool_calls))), trained and self.reasoning.train))
         if content:
             plan.append((content, trained))
         for call in message.tool_calls:
