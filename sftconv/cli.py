@@ -13,6 +13,7 @@ from .packing import DEFAULT_WINDOW
 from .shapes import AUTO, SHAPES, FieldMapping, MappingError
 from .shapes.turns import ALIAS_TARGETS
 from .template import TEMPLATES, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
+from .template.reasoning import KeepReasoning, ReasoningPolicy
 from .units import UNIT_BYTES
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -67,6 +68,8 @@ MAPPING_FLAGS = {
     "history": "earlier [question, answer] pairs [history]",
     "transcript": "one string holding a whole Human:/Assistant: chat [transcript]",
     "tools": "the tool definitions, a list or its JSON text [tools, functions]",
+    "reasoning": "an assistant's reasoning trace: a field of each turn, or of the record for Alpaca and "
+                 "prompt/completion [reasoning_content, reasoning, thinking]",
 }
 SHOWN_SHAPES = 20  # inputs listed one by one in the summary; the manifest lists all
 
@@ -130,6 +133,14 @@ def source_options(command):
         click.option("--train-tool-calls/--no-train-tool-calls", default=True, show_default=True,
                      help="llama3.1: train the assistant turns that call tools. Tool results and definitions "
                           "are never trained."),
+        click.option("--keep-reasoning", type=click.Choice([k.value for k in KeepReasoning]),
+                     help="Which assistant turns keep their reasoning trace (a <think> block before the answer): "
+                          "all, the last one only, or none (dropped traces are counted).  [default: all]"),
+        click.option("--train-reasoning/--no-train-reasoning", default=None,
+                     help="Train the tokens of kept traces; the answer keeps its own mask.  [default: train]"),
+        click.option("--empty-reasoning/--no-empty-reasoning", default=None,
+                     help="Give kept assistant turns with no trace an empty <think> block, for data that mixes "
+                          "reasoning on and off.  [default: no]"),
         click.option("--special-text", type=click.Choice(["keep", "reject"]), default="keep", show_default=True,
                      help="A record with Llama 3 special-token text (<|eot_id|>...) or another template's markers "
                           "(<|im_end|>, [INST], </s>...) in any field: keep it (encoded as plain text, never as "
@@ -175,7 +186,16 @@ def source_fields(params: dict) -> dict:
         "tools_in": ToolPlacement(params["tools_in"] or ToolPlacement.USER),
         "train_tool_calls": params["train_tool_calls"],
         "special_text": params["special_text"],
+        "reasoning": reasoning_policy(params, mapping),
     }
+
+
+def reasoning_policy(params: dict, mapping: FieldMapping) -> ReasoningPolicy:
+    """The reasoning policy: each flag given wins over the mapping file's key, which wins over the default."""
+    given = {"keep": params["keep_reasoning"] or mapping.keep_reasoning,
+             "train": mapping.train_reasoning if params["train_reasoning"] is None else params["train_reasoning"],
+             "empty": mapping.empty_reasoning if params["empty_reasoning"] is None else params["empty_reasoning"]}
+    return ReasoningPolicy(**{key: value for key, value in given.items() if value is not None})
 
 
 class ByteSize(click.ParamType):
@@ -321,6 +341,15 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         echo_summary(summary, out_dir, limited=options.seq_limit is not None)
 
 
+def reasoning_rows(counts) -> list[tuple[str, str]]:
+    """The summary's trace lines, when the data had traces (or the policy added empty blocks)."""
+    if not (counts.turns or counts.dropped):
+        return []
+    return [("reasoning turns", f"{counts.turns:,}" + (f" ({counts.filled:,} given an empty block)" if counts.filled else "")),
+            ("  trace tokens", f"{counts.tokens:,} ({counts.trained_tokens:,} trained)"),
+            *([("  traces dropped", f"{counts.dropped:,} (--keep-reasoning)")] if counts.dropped else [])]
+
+
 def echo_summary(summary, out_dir: str, limited: bool) -> None:
     """The end-of-run table on stdout; the rejects hint on stderr. `limited`: a length limit was set."""
     share = summary.trained_tokens / summary.tokens if summary.tokens else 0.0
@@ -340,6 +369,7 @@ def echo_summary(summary, out_dir: str, limited: bool) -> None:
            ("tokens lost", f"{lengths.tokens_lost:,} ({lengths.trained_tokens_lost:,} trained)")] if limited else []),
         ("tokens", f"{summary.tokens:,}"),
         ("trained tokens", f"{summary.trained_tokens:,} ({share:.1%})"),
+        *reasoning_rows(summary.reasoning),
         *([("packed rows", f"{summary.rows:,} of {summary.pack:,} tokens, {summary.efficiency:.1%} full")]
           if summary.pack is not None else []),
         ("shards", f"{len(summary.shards):,} in {out_dir}"),

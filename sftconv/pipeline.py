@@ -25,6 +25,7 @@ from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules,
 from .shapes.reasoning import read_traces
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
+from .template.reasoning import ReasoningCounts, ReasoningPolicy
 from .tokenizer import Tokenizer
 from .units import UNIT_BYTES, WORK_DIR, Unit, WorkDir, plan_units
 from .writers import (MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, join_rejects,
@@ -65,6 +66,7 @@ class SourceOptions:
     tools_in: ToolPlacement = ToolPlacement.USER
     train_tool_calls: bool = True
     special_text: str = "keep"  # one of SPECIAL_TEXT_POLICIES
+    reasoning: ReasoningPolicy = field(default_factory=ReasoningPolicy)
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
@@ -81,8 +83,8 @@ class SourceOptions:
         """The template these options name, set up with them."""
         if self.template == Llama31Template.name:
             return Llama31Template(tokenizer, self.train_on, date_string=self.date_string, tools_in=self.tools_in,
-                                   train_tool_calls=self.train_tool_calls)
-        return Llama3Template(tokenizer, self.train_on)
+                                   train_tool_calls=self.train_tool_calls, reasoning=self.reasoning)
+        return Llama3Template(tokenizer, self.train_on, reasoning=self.reasoning)
 
     def to_json(self) -> dict:
         return {
@@ -96,6 +98,7 @@ class SourceOptions:
             "template": self.template,
             "train_on": MaskPolicy(self.train_on).value,
             "special_text": self.special_text,
+            "reasoning": self.reasoning.to_json(),
             **({"date_string": self.date_string, "tools_in": ToolPlacement(self.tools_in).value,
                 "train_tool_calls": self.train_tool_calls} if self.template == Llama31Template.name else {}),
         }
@@ -173,6 +176,7 @@ class Summary:
     shapes: dict[str, str | None] = field(default_factory=dict)  # input -> its shape (None: no records)
     warnings: list[str] = field(default_factory=list)
     special_text_records: int = 0  # records holding special-token text or another template's markers
+    reasoning: ReasoningCounts = field(default_factory=ReasoningCounts)  # traces in the samples rendered
 
     @property
     def rejected(self) -> int:
@@ -200,6 +204,7 @@ class Summary:
             "rows": self.rows,
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
+            "reasoning": self.reasoning.to_json(),
         }
 
     def to_receipt(self) -> dict:
@@ -214,7 +219,8 @@ class Summary:
                    dropped_by_reason=Counter(data["dropped_by_reason"]), tokens=data["tokens"],
                    trained_tokens=data["trained_tokens"], lengths=LengthStats(**data["lengths"]),
                    special_text_records=data["special_text_records"],
-                   shards=[ShardInfo.from_json(shard) for shard in data["shards"]])
+                   shards=[ShardInfo.from_json(shard) for shard in data["shards"]],
+                   reasoning=ReasoningCounts(**data.get("reasoning", {})))
 
     def add(self, unit: Summary) -> None:
         """Count a unit's summary into the run's."""
@@ -227,6 +233,7 @@ class Summary:
         self.trained_tokens += unit.trained_tokens
         self.lengths = LengthStats(*(a + b for a, b in zip(astuple(self.lengths), astuple(unit.lengths))))
         self.special_text_records += unit.special_text_records
+        self.reasoning.add(unit.reasoning)
         self.shards += unit.shards
 
 
@@ -408,6 +415,7 @@ class EncodedChunk:
     rejected: list[tuple[int, Rejected]]
     read: int
     marked: int  # records holding special-token text or another template's markers
+    reasoning: ReasoningCounts = field(default_factory=ReasoningCounts)  # the traces its samples rendered
 
 
 def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> EncodedChunk:
@@ -438,12 +446,13 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
             except RecordError as error:
                 item = Rejected(item.location, error.reason, error.detail, item.data)
         rejected.append((index, item))
+    template.reasoning_counts = ReasoningCounts()  # this chunk's, whatever the template rendered before
     samples, errors = template.render_samples(chats)
     failed = [(index, Rejected(item.location, error.reason, error.detail, item.data))
               for (index, item), error in zip(shaped, errors) if error is not None]
     if failed:
         rejected = sorted(rejected + failed, key=itemgetter(0))
-    return EncodedChunk(samples, rejected, read, marked)
+    return EncodedChunk(samples, rejected, read, marked, template.reasoning_counts)
 
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
@@ -719,6 +728,7 @@ def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: Re
             write_samples(samples)
             summary.read += result.read
             summary.special_text_records += result.marked
+            summary.reasoning.add(result.reasoning)
             if bar is not None:  # once per chunk, so the bar costs nothing next to the work
                 bar.update(result.read, summary.tokens - written)
     except WorkerError as error:
