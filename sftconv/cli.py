@@ -611,6 +611,11 @@ def stats_rows(stats: dict) -> list[tuple[str, str]]:
               "turns_per_conversation": "turns per conversation", "tokens_per_sample": "tokens per sample",
               "tokens_per_row": "tokens per row", "tokens": "tokens", "trained_tokens": "trained tokens"}
     rows = []
+    if "reasoning" in stats:
+        from .template.reasoning import ReasoningCounts
+
+        return [*stats_rows({k: v for k, v in stats.items() if k != "reasoning"}),
+                *reasoning_rows(ReasoningCounts(**stats["reasoning"]))]
     for key, label in labels.items():
         value = stats.get(key)
         if isinstance(value, dict):

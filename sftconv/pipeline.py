@@ -446,13 +446,15 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
             except RecordError as error:
                 item = Rejected(item.location, error.reason, error.detail, item.data)
         rejected.append((index, item))
-    template.reasoning_counts = ReasoningCounts()  # this chunk's, whatever the template rendered before
+    total, template.reasoning_counts = template.reasoning_counts, ReasoningCounts()  # this chunk's apart
     samples, errors = template.render_samples(chats)
+    counts, template.reasoning_counts = template.reasoning_counts, total
+    total.add(counts)
     failed = [(index, Rejected(item.location, error.reason, error.detail, item.data))
               for (index, item), error in zip(shaped, errors) if error is not None]
     if failed:
         rejected = sorted(rejected + failed, key=itemgetter(0))
-    return EncodedChunk(samples, rejected, read, marked, template.reasoning_counts)
+    return EncodedChunk(samples, rejected, read, marked, counts)
 
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,

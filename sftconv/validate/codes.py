@@ -20,6 +20,10 @@ TOOL_CALL_WITHOUT_RESULT = "tool_call_without_result"  # warning: a call, then a
 TOOL_RESULT_WITHOUT_CALL = "tool_result_without_call"  # warning: a result no call is waiting for
 UNDEFINED_TOOL = "undefined_tool"  # warning: a call to a function the record's tools do not define
 
+# Raw input: reasoning traces, beyond convert's malformed_reasoning and misplaced_reasoning rejects.
+REASONING_DROPPED = "reasoning_dropped"  # warning: a trace --keep-reasoning leaves out (counted in the manifest)
+THINK_TAG_OUTSIDE_ANSWER = "think_tag_outside_answer"  # warning: a think tag in a prompt or tool result, kept as text
+
 # Raw input: the rendered sample and the run.
 DUPLICATE = "duplicate"  # warning: renders to the same token ids as an earlier record
 TOO_LONG = "too_long"  # error: more tokens than --max-seq-len
@@ -53,7 +57,8 @@ TRAINED_HEADER = "trained_header"
 
 ERROR, WARNING = "error", "warning"
 WARNINGS = frozenset({CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
-                      UNLISTED_SHARD, TOOL_CALL_WITHOUT_RESULT, TOOL_RESULT_WITHOUT_CALL, UNDEFINED_TOOL})
+                      UNLISTED_SHARD, TOOL_CALL_WITHOUT_RESULT, TOOL_RESULT_WITHOUT_CALL, UNDEFINED_TOOL,
+                      REASONING_DROPPED, THINK_TAG_OUTSIDE_ANSWER})
 
 
 def severity(code: str) -> str:

@@ -2,8 +2,8 @@
 
 Every record goes through `open_source` and `encode_batches` exactly as in `convert`, so each reason
 code a reader, shape or the template rejects with is reported here as it is there. On top, validate
-scans each decoded record's text (see text.py), its tool turns (see tools.py) and each sample's tokens
-(length, duplicates, stats).
+scans each decoded record's text (see text.py), its tool turns (see tools.py), its reasoning traces (see
+reasoning.py) and each sample's tokens (length, duplicates, stats).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from ..conversation import INVALID_TEXT, Location, Record, Rejected
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
 from ..template import Encoded
 from .codes import DUPLICATE, EMPTY_FILE, LONE_SURROGATE, NO_RECORDS, TOO_LONG
+from .reasoning import record_reasoning_findings
 from .report import Distribution, Finding, Report
 from .text import scan_record
 from .tools import record_tool_findings
@@ -111,6 +112,7 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
             findings = scan_record(item.data) if isinstance(item, Record) else []
             if isinstance(item, Record):
                 findings += record_tool_findings(source, item, result)
+                findings += record_reasoning_findings(source, item)
             if isinstance(result, Rejected):
                 # convert's invalid_text is a lone surrogate, which the text scan has named by its field already
                 if not (result.reason == INVALID_TEXT and any(f.code == LONE_SURROGATE for f in findings)):
@@ -128,6 +130,9 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
         report.add_file(Location(", ".join(inputs)),
                         Finding(NO_RECORDS, "no records in any input: nothing to train on"))
     report.stats = {"files": len(source.paths), "records": report.checked, **stats.to_json()}
+    traces = source.template.reasoning_counts
+    if traces.turns or traces.dropped:
+        report.stats["reasoning"] = traces.to_json()
     return report
 
 
