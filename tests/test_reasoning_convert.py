@@ -10,6 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from sftconv.cli import main
+from sftconv.inspect.samples import open_samples
+from sftconv.inspect.text import render_text
+from sftconv.pipeline import SourceOptions
 
 from .conftest import write_jsonl
 
@@ -171,3 +174,60 @@ def test_malformed_traces_are_rejected_with_their_reason(tmp_path):
     counts = convert(write_jsonl(tmp_path / "bad.jsonl", records), "-o", tmp_path / "out")["counts"]
     assert counts["rejected_by_reason"] == {"malformed_reasoning": 1, "misplaced_reasoning": 1}
     assert counts["read"] == counts["written"] + counts["rejected"] + counts["dropped"]
+
+
+def validate(*args) -> tuple[int, dict]:
+    result = CliRunner().invoke(main, ["validate", *map(str, args), "--format", "json"], catch_exceptions=False)
+    return result.exit_code, json.loads(result.output)
+
+
+def test_validate_reports_trace_findings_and_statistics(tmp_path, shared_data):
+    code, report = validate(shared_data / QWEN35, "--template", "llama3.1", "--keep-reasoning", "last")
+    issues = {issue["code"]: issue for issue in report["issues"]}
+    assert issues["reasoning_dropped"]["severity"] == "warning" and issues["reasoning_dropped"]["count"] == 4
+    assert report["stats"]["reasoning"]["dropped"] == 6 and report["stats"]["reasoning"]["turns"] == 6
+    # record 3 is record 2 with newlines around its trace and answer: the one duplicate; 1 and 2 differ
+    assert issues["duplicate"]["count"] == 1
+    records = [{"messages": [{"role": "user", "content": "q <think>pasted</think>"}, {"role": "assistant", "content": "a"}]},
+               {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a</think>"}]},
+               {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]}]
+    code, report = validate(write_jsonl(tmp_path / "tags.jsonl", records))
+    issues = {issue["code"]: issue for issue in report["issues"]}
+    assert issues["think_tag_outside_answer"]["severity"] == "warning"
+    assert issues["malformed_reasoning"]["severity"] == "error" and code == 1
+    assert "reasoning" not in report["stats"]  # no trace rendered, none dropped
+
+
+def test_inspect_shows_the_trace_apart_from_the_answer(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "r.jsonl", [{"instruction": "2+2?", "output": "<think>weigh it</think>4"}])
+
+    def shown(*flags):
+        result = CliRunner().invoke(main, ["inspect", str(path), *flags], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "{{<think>\nweigh it\n</think>\n\n}}[[4<|eot_id|>]]" in shown("--plain")
+    assert "((<think>\nweigh it\n</think>\n\n))[[4<|eot_id|>]]" in shown("--plain", "--no-train-reasoning")
+    (sample,) = open_samples([str(path)], SourceOptions()).at([0])
+    assert "\x1b[36m<think>\nweigh it\n</think>\n\n\x1b[0m\x1b[32m4<|eot_id|>" in render_text(
+        sample, tokenizer, color=True)
+    tokens = CliRunner().invoke(main, ["inspect", str(path), "--tokens"]).output.splitlines()
+    traced = [line for line in tokens if line.endswith("(trace)")]
+    assert traced and '"<th"' in traced[0] and '">\\n\\n"' in traced[-1]
+    assert not any(line.endswith("(trace)") for line in tokens if '"4"' in line)
+    page = tmp_path / "page.html"
+    CliRunner().invoke(main, ["inspect", str(path), "--html", str(page)], catch_exceptions=False)
+    html = page.read_text()
+    assert html.count('class="t trained trace"') == len(traced) and "is a reasoning block" in html
+
+
+def test_trace_spans_found_from_tokens_match_the_template(tokenizer):
+    from sftconv.conversation import Conversation, Location, Message
+    from sftconv.inspect.reasoning import trace_flags
+    from sftconv.template import Llama3Template
+
+    sample = Llama3Template(tokenizer).render(Conversation((
+        Message("user", "<think>\nnot a trace\n</think>\n\nq"), Message("assistant", "a", reasoning="t\n\n"),
+        Message("user", "q2"), Message("assistant", "b")), Location("t")))
+    flags = trace_flags(sample.input_ids, tokenizer)
+    assert tokenizer.decode([t for t, f in zip(sample.input_ids, flags) if f]) == "<think>\nt\n</think>\n\n"

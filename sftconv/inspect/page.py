@@ -11,10 +11,12 @@ from html import escape
 
 from ..template import IGNORE_INDEX
 from ..tokenizer import Tokenizer
+from .reasoning import trace_flags
 from .samples import Shown
 from .text import header, runs
 
 TRAINED_CLASS = "trained"
+TRACE_CLASS = "trace"  # a reasoning block
 MAX_CHARACTER_TOKENS = 4  # a UTF-8 character has at most 4 bytes, so spans at most 4 tokens
 
 STYLE = """
@@ -27,6 +29,8 @@ pre { font: 13px/1.65 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; 
       overflow-wrap: anywhere; margin: 0; padding: 1rem; border: 1px solid #d0d7de; border-radius: 6px; }
 .t { color: #8c959f; }
 .t.trained { color: #0f3d1f; background: #aceebb; }
+.t.trace { font-style: italic; }
+.t.trace.trained { color: #0a3069; background: #b6e3ff; }
 .t.special { font-weight: 700; border-radius: 3px; box-shadow: inset 0 0 0 1px #d0d7de; }
 .t:hover { outline: 1px solid #0969da; }
 """
@@ -57,10 +61,10 @@ def token_spans(shown: Shown, tokenizer: Tokenizer) -> Iterator[str]:
     """One `<span>` per token (or per character split across tokens), its ids kept in `data-ids`."""
     special = set(tokenizer.special_tokens.values())
     offset = 0
-    for trained, ids in runs(shown.sample):
+    for trained, trace, ids in runs(shown.sample, tokenizer):
         for start, end, text in pieces(tokenizer.token_bytes(ids)):
             group = ids[start:end]
-            classes = ["t"] + [TRAINED_CLASS] * trained + ["special"] * (group[0] in special)
+            classes = ["t"] + [TRAINED_CLASS] * trained + [TRACE_CLASS] * trace + ["special"] * (group[0] in special)
             first = offset + start
             ids_text = " ".join(map(str, group))
             labels = " ".join(str(t if trained else IGNORE_INDEX) for t in group)
@@ -68,10 +72,14 @@ def token_spans(shown: Shown, tokenizer: Tokenizer) -> Iterator[str]:
                 title = f"token {first} · id {ids_text} · label {labels}"
             else:  # one character in several tokens
                 title = f"tokens {first}-{first + len(group) - 1} · ids {ids_text} · labels {labels}"
-            title += " · trained" if trained else " · not trained"
+            title += (" · trained" if trained else " · not trained") + (" · reasoning" if trace else "")
             yield (f'<span class="{" ".join(classes)}" data-ids="{ids_text}" '
                    f'title="{escape(title)}">{escape(text)}</span>')
         offset += len(ids)
+
+
+TRACE_LEGEND = (f'<span><span class="t {TRACE_CLASS} {TRAINED_CLASS}">italic text</span> is a reasoning block '
+                f'(<span class="t {TRACE_CLASS}">dimmed</span> when not trained)</span>\n')
 
 
 def render_html(shown: list[Shown], tokenizer: Tokenizer, *, title: str) -> str:
@@ -93,7 +101,7 @@ def render_html(shown: list[Shown], tokenizer: Tokenizer, *, title: str) -> str:
 <div class="legend">
 <span><span class="t {TRAINED_CLASS}">trained text</span> counts toward the loss</span>
 <span><span class="t">dimmed text</span> is context only</span>
-<span><span class="t special">&lt;|eot_id|&gt;</span> special tokens are boxed</span>
+{TRACE_LEGEND if any(any(trace_flags(s.sample.input_ids, tokenizer)) for s in shown) else ""}<span><span class="t special">&lt;|eot_id|&gt;</span> special tokens are boxed</span>
 <span>hover a token for its position, id and label</span>
 </div>
 {sections}</body>

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from ..template import IGNORE_INDEX, Encoded
 from ..tokenizer import Tokenizer
+from .reasoning import trace_flags
 from .samples import Shown
 
 # ANSI styles; written by hand because the library never imports click.
 GREEN, DIM, BOLD, RESET = "\x1b[32m", "\x1b[2m", "\x1b[1m", "\x1b[0m"
+CYAN, ITALIC = "\x1b[36m", "\x1b[3m"  # a reasoning block, trained or not
 OPEN, CLOSE = "[[", "]]"  # around trained text in the plain view
+TRACE_MARKS, UNTRAINED_TRACE_MARKS = ("{{", "}}"), ("((", "))")  # around a reasoning block in the plain view
 ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", '"': '\\"', "\\": "\\\\"}
 
 
-def runs(sample: Encoded) -> list[tuple[bool, list[int]]]:
-    """Maximal runs of tokens that are all trained or all not: (trained, ids)."""
-    spans: list[tuple[bool, list[int]]] = []
-    for token, trained in zip(sample.input_ids, sample.loss_mask):
-        if spans and spans[-1][0] == bool(trained):
-            spans[-1][1].append(token)
+def runs(sample: Encoded, tokenizer: Tokenizer) -> list[tuple[bool, bool, list[int]]]:
+    """Maximal runs of tokens alike in being trained or not and in being a reasoning block or not: (trained, trace, ids)."""
+    spans: list[tuple[bool, bool, list[int]]] = []
+    for token, trained, trace in zip(sample.input_ids, sample.loss_mask, trace_flags(sample.input_ids, tokenizer)):
+        if spans and spans[-1][:2] == (bool(trained), trace):
+            spans[-1][2].append(token)
         else:
-            spans.append((bool(trained), [token]))
+            spans.append((bool(trained), trace, [token]))
     return spans
 
 
@@ -35,16 +38,21 @@ def header(shown: Shown) -> str:
 def render_text(shown: Shown, tokenizer: Tokenizer, *, color: bool) -> str:
     """The header and the sample's text as the model reads it, special tokens by name.
 
-    Trained text is green and the rest dimmed with `color`; without it, trained text is wrapped in
-    `[[` `]]` and nothing else is added, so the text between markers is exactly what is trained.
+    Trained text is green and the rest dimmed with `color`, a reasoning block cyan (trained) or dimmed
+    italic (not); without color, trained text is wrapped in `[[` `]]`, a trained block in `{{` `}}` and
+    an untrained one in `((` `))`, and nothing else is added, so the text between markers is exactly
+    what each is.
     """
     parts = [f"{BOLD}{header(shown)}{RESET}\n" if color else f"{header(shown)}\n"]
-    for trained, ids in runs(shown.sample):
+    for trained, trace, ids in runs(shown.sample, tokenizer):
         text = tokenizer.decode(ids)
         if color:
-            parts.append(f"{GREEN if trained else DIM}{text}{RESET}")
+            style = (CYAN if trained else DIM + ITALIC) if trace else GREEN if trained else DIM
+            parts.append(f"{style}{text}{RESET}")
         else:
-            parts.append(f"{OPEN}{text}{CLOSE}" if trained else text)
+            opening, closing = (TRACE_MARKS if trained else UNTRAINED_TRACE_MARKS) if trace else \
+                (OPEN, CLOSE) if trained else ("", "")
+            parts.append(f"{opening}{text}{closing}")
     return "".join(parts)
 
 
@@ -68,7 +76,8 @@ def render_tokens(shown: Shown, tokenizer: Tokenizer, *, color: bool) -> str:
     """The header and a table of the sample's tokens: position, id, label (id or -100) and text.
 
     Special tokens are shown by name without quotes; ordinary text is quoted, so a user's typed
-    `<|eot_id|>` (several ordinary tokens) cannot be mistaken for the control token.
+    `<|eot_id|>` (several ordinary tokens) cannot be mistaken for the control token. A token of a
+    reasoning block ends with `  (trace)`.
     """
     sample = shown.sample
     special = set(tokenizer.special_tokens.values())
@@ -76,8 +85,11 @@ def render_tokens(shown: Shown, tokenizer: Tokenizer, *, color: bool) -> str:
     lines = [f"{BOLD}{header(shown)}{RESET}" if color else header(shown),
              f"{'pos':>{width}}  {'id':>6}  {'label':>6}  text"]
     raws = tokenizer.token_bytes(sample.input_ids)
-    for position, (token, trained, raw) in enumerate(zip(sample.input_ids, sample.loss_mask, raws)):
+    traces = trace_flags(sample.input_ids, tokenizer)
+    for position, (token, trained, raw, trace) in enumerate(zip(sample.input_ids, sample.loss_mask, raws, traces)):
         text = raw.decode() if token in special else quote(raw)
         line = f"{position:>{width}}  {token:>6}  {token if trained else IGNORE_INDEX:>6}  {text}"
-        lines.append(f"{GREEN if trained else DIM}{line}{RESET}" if color else line)
+        line += "  (trace)" if trace else ""
+        style = (CYAN if trained else DIM + ITALIC) if trace else GREEN if trained else DIM
+        lines.append(f"{style}{line}{RESET}" if color else line)
     return "\n".join(lines)
