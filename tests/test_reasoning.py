@@ -219,3 +219,17 @@ def test_counts_add_up(tokenizer):
     assert (counts.turns, counts.filled, counts.dropped, counts.trained_tokens) == (1, 1, 1, 0)
     assert counts.tokens == len(tokenizer.encode("<think>\n\n</think>\n\n"))
     assert tokenizer.decode(sample.input_ids).count("<think>") == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(TRACE, ANSWER, st.booleans())
+def test_llama31_renders_a_trace_as_the_same_text_inline(tokenizer, trace, answer, trained):
+    """Llama 3.1 renders contents as llama3 does (tests/test_llama31_references.py); a trace must not change that."""
+    from sftconv.template import Llama31Template
+
+    template = Llama31Template(tokenizer, reasoning=ReasoningPolicy(train=trained))
+    apart = template.render(chat(Message("user", "q"), Message("assistant", answer, reasoning=trace)))
+    whole = template.render(chat(Message("user", "q"), Message("assistant", inline(trace, answer))))
+    assert apart.input_ids == whole.input_ids
+    block = len(tokenizer.encode(f"<think>\n{trace.strip()}\n</think>\n\n"))
+    assert sum(whole.loss_mask) - sum(apart.loss_mask) == (0 if trained else block)

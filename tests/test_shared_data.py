@@ -59,7 +59,7 @@ CASES = [
     ("xtuner/mllm_sft_text_example_data.jsonl", [], "openai", 200, 200, {}),
     ("xtuner/openai_sft.jsonl", [], "openai", 128, 128, {}),  # bare arrays of messages
     # Lines 7-12 call tools (arguments as dicts); lines 13-17 send images or video, which no Llama 3 text
-    # template renders; lines 1-6 are text (reasoning_content is ignored).
+    # template renders; lines 1-6 are text, some with a reasoning_content trace (see test_reasoning_convert.py).
     ("xtuner/qwen35_tokenize_data.jsonl", [], "openai", 17, 6, {"tool_calls_unsupported": 6, "non_text_content": 5}),
     ("xtuner/qwen35_tokenize_data.jsonl", ["--template", "llama3.1"], "openai", 17, 12, {"non_text_content": 5}),
 ]
