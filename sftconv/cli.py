@@ -68,8 +68,8 @@ MAPPING_FLAGS = {
     "history": "earlier [question, answer] pairs [history]",
     "transcript": "one string holding a whole Human:/Assistant: chat [transcript]",
     "tools": "the tool definitions, a list or its JSON text [tools, functions]",
-    "reasoning": "an assistant's reasoning trace: a field of each turn, or of the record for Alpaca and "
-                 "prompt/completion [reasoning_content, reasoning, thinking]",
+    "reasoning": "an assistant's reasoning trace: a field of each turn [reasoning_content, reasoning, thinking], "
+                 "or of the record for Alpaca and prompt/completion [reasoning_content]",
 }
 SHOWN_SHAPES = 20  # inputs listed one by one in the summary; the manifest lists all
 

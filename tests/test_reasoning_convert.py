@@ -158,6 +158,15 @@ def test_reasoning_field_flag_and_mapping_file_for_shapes_with_one_answer(tmp_pa
     assert flag_wins["options"]["reasoning"]["train"] is True
 
 
+def test_a_record_level_switch_is_not_read_as_a_trace(tmp_path, tokenizer):
+    records = [{"prompt": "2+2?", "completion": "4", "reasoning": "on"},
+               {"prompt": "3+3?", "completion": "6", "reasoning_content": "Add."}]
+    counts = convert(write_jsonl(tmp_path / "pc.jsonl", records), "-o", tmp_path / "out")["counts"]
+    assert counts["reasoning"]["turns"] == 1
+    first, second = (tokenizer.decode(row["input_ids"]) for row in rows(tmp_path / "out"))
+    assert "<think>" not in first and second.endswith("<think>\nAdd.\n</think>\n\n6<|eot_id|>")
+
+
 def test_sharegpt_turn_field(tmp_path, tokenizer):
     records = [{"conversations": [{"from": "human", "value": "Hi"},
                                   {"from": "gpt", "value": "Hello!", "thought": "Greet back."}]}]

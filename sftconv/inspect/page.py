@@ -84,6 +84,7 @@ TRACE_LEGEND = (f'<span><span class="t {TRACE_CLASS} {TRAINED_CLASS}">italic tex
 
 def render_html(shown: list[Shown], tokenizer: Tokenizer, *, title: str) -> str:
     """A whole HTML page of the samples, with a legend; needs no network and no script."""
+    traced = any(any(trace_flags(s.sample.input_ids, tokenizer)) for s in shown)
     sections = "".join(
         f'<section>\n<h2>{escape(header(s).removeprefix("=== "))}</h2>\n'
         f'<pre>{"".join(token_spans(s, tokenizer))}</pre>\n</section>\n' for s in shown)
@@ -101,7 +102,7 @@ def render_html(shown: list[Shown], tokenizer: Tokenizer, *, title: str) -> str:
 <div class="legend">
 <span><span class="t {TRAINED_CLASS}">trained text</span> counts toward the loss</span>
 <span><span class="t">dimmed text</span> is context only</span>
-{TRACE_LEGEND if any(any(trace_flags(s.sample.input_ids, tokenizer)) for s in shown) else ""}<span><span class="t special">&lt;|eot_id|&gt;</span> special tokens are boxed</span>
+{TRACE_LEGEND if traced else ""}<span><span class="t special">&lt;|eot_id|&gt;</span> special tokens are boxed</span>
 <span>hover a token for its position, id and label</span>
 </div>
 {sections}</body>

@@ -8,7 +8,8 @@ the block end on a token boundary, so the tokens are found from their bytes exac
 
 from __future__ import annotations
 
-from ..template.reasoning import ANSWER_GAP, CLOSE_TAG, OPEN_TAG
+from ..shapes.reasoning import CLOSE_TAG, OPEN_TAG
+from ..template.reasoning import ANSWER_GAP
 from ..tokenizer import Tokenizer
 
 OPEN, CLOSE, GAP = (OPEN_TAG + "\n").encode(), CLOSE_TAG.encode(), ANSWER_GAP.encode()

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..conversation import MISSING_FIELD, NOT_AN_OBJECT, Message, RecordError
 from .base import Shape
-from .reasoning import field_trace
+from .reasoning import RECORD_FIELD, record_trace
 from .turns import exchange, fields_seen, optional_text, required_text
 
 INPUT_SEPARATOR = "\n"  # instruction and input are joined as LLaMA-Factory and ms-swift join them
@@ -20,15 +20,16 @@ class AlpacaShape(Shape):
     blank (`"Translate.\\nBonjour"`), which is how LLaMA-Factory and ms-swift build it. An optional
     `system` string is the system prompt, and an optional `history` (`[[question, answer], ...]`)
     comes before the instruction as earlier turns. The answer's reasoning trace is read from
-    `reasoning_content`, `reasoning` or `thinking` (or the field `--reasoning-field` names), or
-    inline (`<think>...</think>` at its start). Other fields (such as a pre-rendered `text`) are ignored.
+    `reasoning_content` (or the field `--reasoning-field` names), or inline (`<think>...</think>` at
+    its start). Other fields (such as a pre-rendered `text`) are ignored.
 
     Raises:
         RecordError: with the reason code of the first problem found.
     """
 
     name = "alpaca"
-    fields = {name: name for name in ("instruction", "input", "output", "system", "history", "reasoning")}
+    fields = {**{name: name for name in ("instruction", "input", "output", "system", "history")},
+              "reasoning": RECORD_FIELD}
 
     def __call__(self, data: Any) -> tuple[Message, ...]:
         if not isinstance(data, dict):
@@ -40,4 +41,4 @@ class AlpacaShape(Shape):
         answer = required_text(data, answer_key)
         extra = optional_text(data, "input")
         prompt = instruction if extra is None else f"{instruction}{INPUT_SEPARATOR}{extra}"
-        return exchange(data, prompt, answer, field_trace(data, "record"))
+        return exchange(data, prompt, answer, record_trace(data))

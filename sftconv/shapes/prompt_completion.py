@@ -6,7 +6,7 @@ from typing import Any
 
 from ..conversation import MISSING_FIELD, NOT_AN_OBJECT, Message, RecordError
 from .base import Shape
-from .reasoning import field_trace
+from .reasoning import RECORD_FIELD, record_trace
 from .turns import exchange, fields_seen, required_text
 
 PAIRS = (("prompt", "completion"), ("query", "response"), ("input", "completion"))
@@ -19,8 +19,8 @@ class PromptCompletionShape(Shape):
     `input`/`completion`; the first pair present wins. Optional `system` and `history`
     (`[[question, answer], ...]`) work as in the Alpaca shape. Both texts are kept as they are:
     a legacy separator or stop text (`\\n\\n###\\n\\n`, `<|endoftext|>`) stays ordinary text. The completion's
-    reasoning trace is read from `reasoning_content`, `reasoning` or `thinking` (or the field
-    `--reasoning-field` names), or inline (`<think>...</think>` at its start).
+    reasoning trace is read from `reasoning_content` (or the field `--reasoning-field` names), or
+    inline (`<think>...</think>` at its start).
 
     Raises:
         RecordError: with the reason code of the first problem found.
@@ -28,7 +28,7 @@ class PromptCompletionShape(Shape):
 
     name = "prompt-completion"
     fields = {"prompt": "prompt", "completion": "completion", "system": "system", "history": "history",
-              "reasoning": "reasoning"}
+              "reasoning": RECORD_FIELD}
 
     def __call__(self, data: Any) -> tuple[Message, ...]:
         if not isinstance(data, dict):
@@ -36,6 +36,6 @@ class PromptCompletionShape(Shape):
         for prompt, completion in PAIRS:
             if data.get(prompt) is not None and data.get(completion) is not None:
                 return exchange(data, required_text(data, prompt), required_text(data, completion),
-                                field_trace(data, "record"))
+                                record_trace(data))
         raise RecordError(MISSING_FIELD, "no prompt/completion, query/response or input/completion pair "
                                          f"(fields: {fields_seen(data)})")

@@ -29,12 +29,15 @@ from .turns import PART_SEPARATOR
 REASONING_FIELDS = ("reasoning_content", "reasoning", "thinking")
 REASONING_PARTS = frozenset({"reasoning", "thinking"})  # content part types holding a trace (LLaMA-Factory v1...)
 TEXT_PARTS = frozenset({"text", "reasoning", "thinking", "reasoning_text"})  # parts a trace field's list may hold
+# The one record-level field read without --reasoning-field (Alpaca, prompt/completion): a record's
+# `reasoning` or `thinking` is as often a switch (Llama-Nemotron's `"reasoning": "on"`) as a trace.
+RECORD_FIELD = "reasoning_content"
 TOOL_CALL_PART = "tool_call"  # a content part holding the JSON text of a call (LLaMA-Factory v1)
 OPEN_TAG, CLOSE_TAG = "<think>", "</think>"
 
 
 def field_trace(message: Mapping, where: str) -> str | None:
-    """The trace in a message's (or record's) reasoning fields: a string or a list of text parts; None if none.
+    """The trace in a message's reasoning fields: a string or a list of text parts; None if none.
 
     Raises:
         RecordError: `content_not_string` for another value, `malformed_reasoning` for two fields that differ.
@@ -50,6 +53,16 @@ def field_trace(message: Mapping, where: str) -> str | None:
         elif found[1].strip() != text.strip():
             raise RecordError(MALFORMED_REASONING, f"{where} has two traces that differ, '{found[0]}' and '{key}'")
     return None if found is None else found[1]
+
+
+def record_trace(data: Mapping) -> str | None:
+    """The trace of a record with one answer: its `reasoning_content` (where `--reasoning-field` renames to).
+
+    Raises:
+        RecordError: `content_not_string` for a value that is not text.
+    """
+    value = data.get(RECORD_FIELD)
+    return None if value is None else parts_text(value, f"'{RECORD_FIELD}'")
 
 
 def parts_text(value: Any, where: str) -> str:

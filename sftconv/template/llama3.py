@@ -319,7 +319,7 @@ class Llama3Template:
         train_headers = self.policy is MaskPolicy.ALL
         input_ids = [self.tokenizer.bos_id]
         loss_mask = [0]
-        for message, trained, (thought, text) in zip(messages, flags, self.contents(messages)):
+        for message, trained, (thought, text) in zip(messages, flags, self._contents(messages)):
             header = self.header_ids(message.role)
             input_ids += header
             loss_mask += [int(trained and train_headers)] * len(header)
@@ -334,7 +334,7 @@ class Llama3Template:
             loss_mask += [int(trained)] * (len(body) + 1)
         return input_ids, loss_mask
 
-    def contents(self, messages: tuple[Message, ...]) -> list[tuple[list[int] | None, str]]:
+    def _contents(self, messages: tuple[Message, ...]) -> list[tuple[list[int] | None, str]]:
         """Each message's reasoning block as ids (None: no block) and its trimmed content; counts the traces."""
         if not self.reasoning.applies(messages):
             return [(None, m.content.strip()) for m in messages]

@@ -23,8 +23,8 @@ from dataclasses import dataclass, fields
 from enum import Enum
 
 from ..conversation import ASSISTANT, Message
+from ..shapes.reasoning import CLOSE_TAG, OPEN_TAG  # the tags the shapes read inline blocks by
 
-OPEN_TAG, CLOSE_TAG = "<think>", "</think>"
 ANSWER_GAP = "\n\n"  # between the block and what follows it
 
 
