@@ -233,3 +233,12 @@ def test_llama31_renders_a_trace_as_the_same_text_inline(tokenizer, trace, answe
     assert apart.input_ids == whole.input_ids
     block = len(tokenizer.encode(f"<think>\n{trace.strip()}\n</think>\n\n"))
     assert sum(whole.loss_mask) - sum(apart.loss_mask) == (0 if trained else block)
+
+
+def test_merging_keeps_the_first_turns_trace_and_refuses_to_bury_the_second():
+    rules = TurnRules(merge_consecutive=True)
+    merged = rules((Message("user", "q"), Message("assistant", "a", reasoning="t"), Message("assistant", "b")))
+    assert merged[1] == Message("assistant", "a\n\nb", reasoning="t")
+    with pytest.raises(RecordError) as error:
+        rules((Message("user", "q"), Message("assistant", "a"), Message("assistant", "b", reasoning="t")))
+    assert "trace would land mid-answer" in error.value.detail
