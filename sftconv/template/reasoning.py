@@ -5,9 +5,9 @@ The one form, before the answer, as Llama 3 distillations (Llama-Nemotron, R1 di
     <think>\\n{trace}\\n</think>\\n\\n{answer}
 
 - trace and answer are each trimmed as content is (`str.strip`); an empty trace gives
-  `<think>\\n\\n</think>`, and with no answer (a turn that only reasons, or only calls a tool) the
-  block ends at `</think>`, as the chat template's trim of the whole content leaves it; a tool call
-  after the block comes after its blank line;
+  `<think>\\n\\n</think>`; with nothing after it (a turn that only reasons) the block ends at
+  `</think>`, as the chat template's trim of the whole content leaves it; a tool call with no answer
+  before it comes after the block's blank line, as an answer would;
 - the tags are ordinary text, encoded with `encode_ordinary` like any content, never control tokens;
 - the ids are those of the whole text encoded at once (what `apply_chat_template` gives for a
   message whose content is that text): the blank line closes the last pre-token of the block
