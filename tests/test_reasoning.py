@@ -15,11 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sftconv.conversation import MALFORMED_REASONING, MISPLACED_REASONING, Conversation, Location, Message, Record
-from sftconv.conversation import RecordError
+from sftconv.conversation import (MALFORMED_REASONING, MISPLACED_REASONING, Conversation, Location, Message, Record,
+                                  RecordError)
 from sftconv.pipeline import InputShape
 from sftconv.shapes import FieldMapping, OpenAIShape, TurnRules
-from sftconv.template import Llama3Template, MaskPolicy
+from sftconv.template import Llama3Template, Llama31Template, MaskPolicy
+from sftconv.template.llama3 import trained_flags
 from sftconv.template.reasoning import KeepReasoning, ReasoningPolicy
 from sftconv.tokenizer import special_token_names
 
@@ -191,8 +192,6 @@ POLICIES = list(itertools.product(KeepReasoning, (True, False), (False, True), M
                          ids=[f"{k.value}-{'train' if t else 'notrain'}-{'empty' if e else 'noempty'}-{m.value}"
                               for k, t, e, m in POLICIES])
 def test_masks_under_each_policy_match_an_independent_rendering(tokenizer, keep, train, empty, mask_policy):
-    from sftconv.template.llama3 import trained_flags
-
     policy = ReasoningPolicy(keep=keep, train=train, empty=empty)
     template = Llama3Template(tokenizer, mask_policy, reasoning=policy)
     rng = random.Random(f"{keep}{train}{empty}{mask_policy}")
@@ -225,8 +224,6 @@ def test_counts_add_up(tokenizer):
 @given(TRACE, ANSWER, st.booleans())
 def test_llama31_renders_a_trace_as_the_same_text_inline(tokenizer, trace, answer, trained):
     """Llama 3.1 renders contents as llama3 does (tests/test_llama31_references.py); a trace must not change that."""
-    from sftconv.template import Llama31Template
-
     template = Llama31Template(tokenizer, reasoning=ReasoningPolicy(train=trained))
     apart = template.render(chat(Message("user", "q"), Message("assistant", answer, reasoning=trace)))
     whole = template.render(chat(Message("user", "q"), Message("assistant", inline(trace, answer))))

@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 from click.testing import CliRunner
 
 from sftconv.cli import main
+from sftconv.conversation import Conversation, Location, Message
+from sftconv.inspect.reasoning import trace_flags
 from sftconv.inspect.samples import open_samples
 from sftconv.inspect.text import render_text
 from sftconv.pipeline import SourceOptions
+from sftconv.template import Llama3Template
 
 from .conftest import write_jsonl
 
@@ -40,10 +42,9 @@ def traces_of(path: Path) -> list[list[str]]:
                 for line in handle]
 
 
-@pytest.mark.parametrize("template", ["llama3.1"])
-def test_xtuner_qwen35_traces_are_all_in_the_decoded_ids(tmp_path, tokenizer, shared_data, template):
+def test_xtuner_qwen35_traces_are_all_in_the_decoded_ids(tmp_path, tokenizer, shared_data):
     path = shared_data / QWEN35
-    manifest = convert(path, "-o", tmp_path, "--template", template)
+    manifest = convert(path, "-o", tmp_path, "--template", "llama3.1")
     counts = manifest["counts"]
     # 17 records: 12 convert; 5 hold images or video (non_text_content), none of them lost to a trace.
     assert (counts["read"], counts["written"], counts["rejected_by_reason"]) == (17, 12, {"non_text_content": 5})
@@ -231,10 +232,6 @@ def test_inspect_shows_the_trace_apart_from_the_answer(tmp_path, tokenizer):
 
 
 def test_trace_spans_found_from_tokens_match_the_template(tokenizer):
-    from sftconv.conversation import Conversation, Location, Message
-    from sftconv.inspect.reasoning import trace_flags
-    from sftconv.template import Llama3Template
-
     sample = Llama3Template(tokenizer).render(Conversation((
         Message("user", "<think>\nnot a trace\n</think>\n\nq"), Message("assistant", "a", reasoning="t\n\n"),
         Message("user", "q2"), Message("assistant", "b")), Location("t")))
