@@ -59,6 +59,8 @@ def test_xtuner_qwen35_traces_are_all_in_the_decoded_ids(tmp_path, tokenizer, sh
             assert f"<think>\n{trace.strip()}\n</think>\n\n" in text
     assert texts[0] != texts[1]  # record 1 has no trace, record 2 the same turns with one
     assert texts[1] == texts[2]  # record 3: the same trace and answer with newlines around, trimmed as content is
+    in_workers = convert(path, "-o", tmp_path / "workers", "--template", "llama3.1", "--workers", "2")
+    assert in_workers == manifest  # the counts come back from the worker processes whole
 
 
 def test_xtuner_qwen35_policies(tmp_path, tokenizer, shared_data):
