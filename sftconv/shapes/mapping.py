@@ -21,7 +21,8 @@ class FieldMapping:
 
     Each field is the name in the user's data (None: the shape's own name). `messages`, `role` and
     `content` are the chat list and the role and text of each turn in it (`role`/`content` apply
-    inside the `messages` list); `tools` holds the tool definitions; `roles` maps extra role names to
+    inside the `messages` list); `tools` holds the tool definitions; `chosen`, `rejected` and `label`
+    are a preference record's answers and KTO label; `roles` maps extra role names to
     system, user, assistant, tool (a result) or tool_call (a turn holding a call as JSON text).
 
     Example:
@@ -40,6 +41,9 @@ class FieldMapping:
     history: str | None = None
     transcript: str | None = None
     tools: str | None = None
+    chosen: str | None = None
+    rejected: str | None = None
+    label: str | None = None
     roles: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
