@@ -22,6 +22,7 @@ from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .remote import is_url, join, object_version
 from .shapes import AUTO, FieldMapping, Shape, ShapeNotFound, TurnRules
+from .shapes.preference import undesirable
 from .shapes.turns import checked_texts
 from .tasks import ALL_SHAPES, PREFERENCE, SFT, TASK_CHOICES, PreferenceTask, SftTask, detect, make_task, task_of
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -307,6 +308,7 @@ class InputShape:
     rules: TurnRules
 
     def __call__(self, record: Record) -> Conversation:
+        undesirable(record.data, self.mapping.label)  # a KTO answer labelled false is never trained as a good one
         data = self.mapping.apply(record.data, self.shape.fields)
         return checked_texts(Conversation(self.rules(self.shape(data)), record.location, self.shape.tools(data)))
 
