@@ -32,7 +32,6 @@ from ..conversation import (
 from .base import Shape
 from .mapping import FieldMapping
 from .openai import OpenAIShape
-from .prompt_completion import PromptCompletionShape
 from .rules import TurnRules, is_blank
 from .sharegpt import ShareGPTShape
 from .tools import tool_definitions
@@ -101,10 +100,9 @@ class PairShape(PreferenceShape):
         turns = Turns(self.roles)
         system = optional_text(data, "system")
         prompt = (Message(SYSTEM, system),) if system is not None else ()
-        if prompt_key is not None and data.get(prompt_key) is not None:
-            prompt += turns(data[prompt_key], prompt_key, USER)
-        return Preference(prompt, turns(data[chosen_key], chosen_key, ASSISTANT), NOWHERE,
-                          turns(data[rejected_key], rejected_key, ASSISTANT), tools=tool_definitions(data))
+        asked = turns(data[prompt_key], prompt_key, USER) if prompt_key and data.get(prompt_key) is not None else ()
+        chosen, rejected = (without_start(turns(data[key], key, ASSISTANT), asked) for key in (chosen_key, rejected_key))
+        return Preference((*prompt, *asked), chosen, NOWHERE, rejected, tools=tool_definitions(data))
 
 
 class ShareGPTPairShape(PreferenceShape):
@@ -155,8 +153,8 @@ class KtoShape(PreferenceShape):
     """Reads one conversation and whether its last answer is desirable: KTO's unpaired preference data.
 
     Expects a boolean `label` (TRL, LLaMA-Factory's demo) or `kto_tag` (LLaMA-Factory's ShareGPT) beside
-    an OpenAI `messages` list, a ShareGPT `conversations` list or a `prompt`/`completion` pair; the
-    last turn is the answer, every turn before it the prompt.
+    an OpenAI `messages` list or a ShareGPT `conversations` list, whose last turn is the answer and
+    every turn before it the prompt; or beside TRL's `prompt` and `completion` (texts or messages).
 
     Raises:
         RecordError: `bad_label` for a label that is not true or false, or the reason of another problem.
@@ -172,8 +170,12 @@ class KtoShape(PreferenceShape):
         label = kto_label(data)
         if label is None:
             raise RecordError(MISSING_FIELD, f"no 'label' or 'kto_tag' field (fields: {fields_seen(data)})")
-        inner = ShareGPTShape if "conversations" in data else OpenAIShape if "messages" in data else PromptCompletionShape
-        shape = inner()
+        if "conversations" not in data and "messages" not in data:
+            turns = Turns(self.roles)
+            return Preference(turns(require(data, "prompt"), "prompt", USER),
+                              turns(require(data, "completion"), "completion", ASSISTANT), NOWHERE, label=label,
+                              tools=tool_definitions(data))
+        shape = ShareGPTShape() if "conversations" in data else OpenAIShape()
         shape.roles = self.roles
         messages = shape(data)
         return Preference(messages[:-1], messages[-1:], NOWHERE, label=label, tools=shape.tools(data))
@@ -242,18 +244,26 @@ class PairShaper:
         for name, side in zip(("chosen", "rejected"), sides):
             if is_blank(side[-1].content) and not side[-1].tool_calls:
                 raise RecordError(EMPTY_ANSWER, f"the {name} answer is empty")
+        split(sides)  # the data's own turns first: a pair is rejected for what it is before any turn rule
         sides = [self.rules(side) for side in sides]
-        if found.label is not None:
-            prompt, chosen, rejected = sides[0][:-1], sides[0][-1:], ()
-            if chosen[0].role != ASSISTANT:
-                raise RecordError(NO_ASSISTANT_TURN, f"the last turn is the {chosen[0].role}'s, not an answer")
-        else:
-            prompt, chosen, rejected = split_sides(*sides)
-        if not any(m.role == USER for m in prompt):
-            raise RecordError(NO_PROMPT, "no user turn before the answers")
+        prompt, chosen, rejected = split(sides)
         for side in sides:
             checked_texts(Conversation(side, record.location, found.tools))
         return Preference(prompt, chosen, record.location, rejected, found.label, found.tools)
+
+
+def split(sides: list[tuple[Message, ...]]) -> tuple[tuple, tuple, tuple]:
+    """Prompt, chosen and rejected answers of two sides, or of one KTO side (its last turn the answer).
+
+    Raises:
+        RecordError: `no_prompt`, `no_assistant_turn`, or a reason of `split_sides`.
+    """
+    prompt, chosen, rejected = split_sides(*sides) if len(sides) == 2 else (sides[0][:-1], sides[0][-1:], ())
+    if not any(m.role == USER for m in prompt):
+        raise RecordError(NO_PROMPT, "no user turn before the answers")
+    if chosen[0].role != ASSISTANT:
+        raise RecordError(NO_ASSISTANT_TURN, f"the last turn is the {chosen[0].role}'s, not an answer")
+    return prompt, chosen, rejected
 
 
 def split_sides(chosen: tuple[Message, ...], rejected: tuple[Message, ...]) -> tuple[tuple, tuple, tuple]:
@@ -279,6 +289,13 @@ def split_sides(chosen: tuple[Message, ...], rejected: tuple[Message, ...]) -> t
             raise RecordError(PROMPTS_DIFFER, f"the sides differ at turn {shared + 1}, a {answer[0].role} turn of "
                                               f"{name}: their prompts differ")
     return chosen[:shared], chosen[shared:], rejected[shared:]
+
+
+def without_start(side: tuple[Message, ...], start: tuple[Message, ...]) -> tuple[Message, ...]:
+    """A side without the prompt it repeats (UltraFeedback writes whole conversations beside the prompt)."""
+    if start and len(side) > len(start) and all(map(same, side, start)):
+        return side[len(start):]
+    return side
 
 
 def same(one: Message, other: Message) -> bool:
