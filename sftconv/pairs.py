@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .conversation import IDENTICAL_ANSWERS, PROMPTS_DIFFER, SYSTEM, USER, Conversation, Message, Preference, RecordError
-from .template import Llama3Template, Samples
+from .template import Encoded, Llama3Template, Samples
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,53 @@ class PairSamples:
     def longest_side(self) -> np.ndarray:
         """Each pair's longer side, in tokens: what a length limit is held to."""
         return np.maximum(self.chosen.lengths, self.rejected.lengths) if len(self.rejected) else self.chosen.lengths
+
+    def split(self) -> list[tuple]:
+        """Each pair's (chosen ids, mask, rejected ids, mask, prompt_length, label) with lists (KTO: no rejected)."""
+        chosen = self.chosen.split()
+        rejected = self.rejected.split() if len(self.rejected) else [None] * len(chosen)
+        labels = self.labels.tolist() if self.labels is not None else [None] * len(chosen)
+        return list(zip(chosen, rejected, self.prompt_lengths.tolist(), labels))
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPair:
+    """One rendered preference sample, for `validate` and `inspect`: its sides (KTO: chosen alone) and prompt length.
+
+    `input_ids` and `loss_mask` are the sides end to end, chosen first: what a pair holds in all.
+    """
+
+    chosen: Encoded
+    rejected: Encoded | None
+    prompt_length: int
+    label: bool | None = None
+
+    @classmethod
+    def of(cls, parts: tuple, location) -> EncodedPair:
+        """A pair from one item of `PairSamples.split` and the record's location."""
+        (ids, mask), rejected, prompt_length, label = parts
+        return cls(Encoded(ids, mask, location), None if rejected is None else Encoded(*rejected, location),
+                   prompt_length, label)
+
+    @property
+    def sides(self) -> tuple[Encoded, ...]:
+        return (self.chosen,) if self.rejected is None else (self.chosen, self.rejected)
+
+    @property
+    def location(self):
+        return self.chosen.location
+
+    @property
+    def input_ids(self) -> list[int]:
+        return [t for side in self.sides for t in side.input_ids]
+
+    @property
+    def loss_mask(self) -> list[int]:
+        return [m for side in self.sides for m in side.loss_mask]
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(side.trained_tokens for side in self.sides)
 
 
 def render_pairs(template: Llama3Template, preferences: list[Preference], *, limit: int | None = None,

@@ -405,7 +405,7 @@ def mixed_tasks(names: dict[str, str | None], task: str) -> str:
     if task != AUTO:
         return f"--task {task} does not fit the shapes of {shown}; choose a shape of that task with --shape"
     return (f"the inputs hold different kinds of samples: {shown}; SFT samples, preference pairs and KTO samples are "
-            "written in different rows, so convert them apart (or pass --task to read them all as one kind)")
+            "written in different rows, so convert them apart")
 
 
 def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
@@ -478,7 +478,8 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
                    ) -> Iterator[list[Encoded | Rejected]]:
-    """Shape and render records a batch at a time; each item becomes a sample or a Rejected, in input order.
+    """Shape and render records a batch at a time; each item becomes a sample (an Encoded, or for preference data an
+    EncodedPair) or a Rejected, in input order.
 
     `shape` takes a Record (so it can tell which input the record came from) and returns its
     Conversation; `Source.shape` is one.
@@ -487,7 +488,7 @@ def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Te
         result = encode_chunk((shape, template), RecordChunk(batch))
         rejected = dict(result.rejected)
         rendered = iter(result.samples.split())
-        yield [rejected[i] if i in rejected else Encoded(*next(rendered), item.location)
+        yield [rejected[i] if i in rejected else shape.task.sample(next(rendered), item.location)
                for i, item in enumerate(batch)]
 
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .conversation import TOO_LONG
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, detect_shape
 from .shapes.preference import PREFERENCE_SHAPES, KtoShape, PairShaper
 
 if TYPE_CHECKING:
     from .lengths import LengthPolicy
     from .packing import Packer
-    from .pairs import PairSamples
-    from .template import Llama3Template, Samples
+    from .pairs import EncodedPair, PairSamples
+    from .template import Encoded, Llama3Template, Samples
     from .writers.layouts import RowLayout
     from .writers.shards import Columns
 
@@ -71,6 +70,12 @@ class SftTask:
     def render(self, template: Llama3Template, items: list) -> tuple[Samples, list]:
         return template.render_samples(items)
 
+    def sample(self, parts: tuple, location) -> Encoded:
+        """One rendered item (of `Samples.split`) with its record's location, as `validate` and `inspect` see it."""
+        from .template import Encoded
+
+        return Encoded(*parts, location)
+
     def fit(self, samples: Samples, lengths: LengthPolicy) -> Samples:
         return lengths.fit_samples(samples)
 
@@ -109,6 +114,12 @@ class PreferenceTask:
         from .pairs import render_pairs
 
         return render_pairs(template, items, limit=self.max_seq_len, truncate=self.truncate)
+
+    def sample(self, parts: tuple, location) -> EncodedPair:
+        """One rendered pair (of `PairSamples.split`) with its record's location."""
+        from .pairs import EncodedPair
+
+        return EncodedPair.of(parts, location)
 
     def fit(self, pairs: PairSamples, lengths: LengthPolicy) -> PairSamples:
         """The pairs whose sides both fit; counts in `lengths.stats` the pairs truncated (by `render`) and dropped."""
@@ -164,5 +175,5 @@ def make_task(names: dict[str, str | None], *, max_seq_len: int | None = None, t
     return task(layout, max_seq_len=max_seq_len, truncate=truncate)
 
 
-__all__ = ["ALL_SHAPES", "PREFERENCE", "SFT", "TASK_CHOICES", "TOO_LONG", "PreferenceTask", "SftTask", "detect",
+__all__ = ["ALL_SHAPES", "PREFERENCE", "SFT", "TASK_CHOICES", "PreferenceTask", "SftTask", "detect",
            "make_task", "task_of"]

@@ -124,10 +124,10 @@ class RawSamples:
         """Every sample in input order; a rejected record is counted when the stream passes it."""
         for results in self._results():
             for item in results:
-                if isinstance(item, Encoded):
-                    yield item
-                else:
+                if isinstance(item, Rejected):
                     self._skip(item)
+                else:
+                    yield item
 
     def at(self, indices: list[int]) -> list[Shown]:
         """The samples at these positions, in the order asked, reading only as far as the last one."""
@@ -169,7 +169,7 @@ class RawSamples:
             for item in results:
                 if isinstance(item, Rejected):
                     self._skip(item)
-            samples = [item for item in results if isinstance(item, Encoded)]
+            samples = [item for item in results if not isinstance(item, Rejected)]
             yield (np.array([len(s.input_ids) for s in samples], dtype=np.int64),
                    np.array([s.trained_tokens for s in samples], dtype=np.int64))
 
