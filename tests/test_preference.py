@@ -319,3 +319,66 @@ def test_shared_hh_rlhf_converts_as_pairs(tmp_path, shared_data):
         assert row["chosen_input_ids"][length:] != row["rejected_input_ids"][length:]
         assert not any(row["chosen_loss_mask"][:length]) and not any(row["rejected_loss_mask"][:length])
         assert row["chosen_loss_mask"][-1] == row["rejected_loss_mask"][-1] == 1
+
+
+def validate(*args):
+    result = CliRunner().invoke(main, ["validate", *map(str, args), "-q", "--format", "json"])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def codes(report: dict) -> dict[str, int]:
+    return {issue["code"]: issue["count"] for issue in report["issues"]}
+
+
+def test_validate_checks_raw_preference_files_as_convert_reads_them(tmp_path):
+    records = [{"prompt": "Q", "chosen": "good", "rejected": "good"},
+               {"prompt": "Q", "chosen": "a " * 50, "rejected": "b"},  # a side of 62 tokens
+               {"prompt": "Q", "chosen": "a " * 15, "rejected": "b " * 15}]  # two sides of 27: each fits
+    exit_code, report = validate(write_jsonl(tmp_path / "p.jsonl", records), "--max-seq-len", "40")
+    assert exit_code == 1 and report["kind"] == "raw"
+    assert codes(report) == {"identical_answers": 1, "too_long": 1}
+    assert [issue["examples"][0]["line"] for issue in report["issues"] if issue["code"] == "too_long"] == [2]
+    exit_code, report = validate(EXAMPLES / "llamafactory_dpo.json")
+    assert exit_code == 0 and report["stats"]["samples"] == 2
+
+
+@pytest.mark.parametrize("output_format, suffix", [("parquet", "parquet"), ("hf", "arrow"), ("jsonl", "jsonl")])
+def test_validate_checks_preference_output_folders(tmp_path, output_format, suffix):
+    out = tmp_path / "out"
+    assert convert(EXAMPLES / "trl_conversational.jsonl", "-o", out, "--format", output_format).exit_code == 0
+    exit_code, report = validate(out)
+    assert exit_code == 0 and report["stats"]["rows"] == 3 and not report["issues"]
+    exit_code, report = validate(out, "--max-seq-len", "30")
+    assert exit_code == 1 and codes(report) == {"too_long": 2}
+    if output_format != "jsonl":
+        return
+    shard = next(out.glob(f"part-*.{suffix}"))
+    rows = [json.loads(line) for line in shard.read_text().splitlines()]
+    rows[0]["rejected_loss_mask"][2], rows[0]["rejected_labels"][2] = 1, rows[0]["rejected_input_ids"][2]
+    rows[1]["rejected_input_ids"][5] = rows[1]["rejected_labels"][5] = 1  # inside the prompt, untrained
+    rows[2]["rejected_input_ids"], rows[2]["rejected_labels"], rows[2]["rejected_loss_mask"] = (
+        rows[2]["chosen_input_ids"], rows[2]["chosen_labels"], rows[2]["chosen_loss_mask"])
+    rows[2]["rejected_length"] = rows[2]["chosen_length"]
+    shard.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    exit_code, report = validate(out)
+    found = codes(report)
+    assert exit_code == 1
+    assert {found.get("trained_prompt"), found.get("prompt_mismatch"), found.get("same_answers")} == {1}
+    assert {issue["examples"][0]["row"] for issue in report["issues"]
+            if issue["code"] in ("trained_prompt", "prompt_mismatch", "same_answers")} == {0, 1, 2}
+
+
+def test_inspect_shows_the_prompt_once_and_both_answers_marked(tmp_path):
+    path = EXAMPLES / "llamafactory_dpo.json"
+    raw = CliRunner().invoke(main, ["inspect", str(path), "--index", "1", "--plain"])
+    assert raw.exit_code == 0, raw.output
+    assert raw.stdout.count("Is 91 prime?") == 1 and raw.stdout.count("Let me check.") == 1
+    assert "--- chosen · 12 tokens · 12 trained ---\n[[No: 91 = 7 x 13.<|eot_id|>]]" in raw.stdout
+    assert "--- rejected · 8 tokens · 8 trained ---\n[[Yes, 91 is prime.<|eot_id|>]]" in raw.stdout
+    assert "[[" not in raw.stdout.split("--- chosen")[0]  # the prompt is never trained
+    assert convert(path, "-o", tmp_path / "out", "--format", "hf").exit_code == 0
+    stored = CliRunner().invoke(main, ["inspect", str(tmp_path / "out"), "--index", "1", "--plain"])
+    assert stored.exit_code == 0
+    assert stored.stdout.split("\n", 1)[1] == raw.stdout.split("\n", 1)[1]  # all but the header line's origin
+    kto = CliRunner().invoke(main, ["inspect", str(EXAMPLES / "kto_sharegpt.json"), "--index", "1", "--plain"])
+    assert "--- answer, label false · " in kto.stdout and "[[Books are boring, watch a video.<|eot_id|>]]" in kto.stdout
