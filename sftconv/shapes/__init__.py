@@ -68,7 +68,8 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None, shapes: dict
     raise ShapeNotFound(
         f"no record shape fits (fields seen: {shown}). Shapes: {', '.join(shapes)}. Choose one with --shape, "
         "or map your field names (--messages-field, --role-field, --content-field, --instruction-field, "
-        "--output-field, --prompt-field, --completion-field, --transcript-field, or --mapping FILE)")
+        "--output-field, --prompt-field, --completion-field, --transcript-field, --chosen-field, "
+        "--rejected-field, --label-field, or --mapping FILE)")
 
 
 def has_fields(record, name: str) -> bool:
