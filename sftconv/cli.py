@@ -400,6 +400,7 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
     origin (file and line, or shard and row and a packed sample's place in it), token count and
     trained-token count. Special tokens are shown by name; trained text is green and the rest
     dimmed, or, with --plain, trained text is wrapped in [[ ]] and nothing else is added.
+    A preference pair shows its prompt once, then each answer (chosen, rejected) under its name.
 
     \b
     Example:
@@ -515,6 +516,9 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
     sample one untrained <|begin_of_text|>, trained turns ending with a trained <|eot_id|>
     (unless truncate-tokens cut the sample there), no trained header, lengths within the
     run's --max-seq-len and --pack.
+
+    Preference data (pairs or KTO samples, see convert --task) is checked the same way, each
+    side of a pair as a sample, plus its prompt: untrained and the same on both sides.
 
     Exit code 0 when clean, 1 when errors are found, 2 on bad usage. Warnings change the
     exit code only with --strict.

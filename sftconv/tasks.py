@@ -1,4 +1,4 @@
-"""Tasks: SFT samples or preference pairs. A task names its shapes, how its items render, fit and become rows.
+"""Tasks: SFT samples or preference pairs. A task says how its records are shaped, rendered, fitted and laid out.
 
 The convert pipeline asks the run's task at each of those steps and never looks at which task it is,
 so SFT and preference data go through the same reading, units, workers, writers and manifest.
@@ -57,10 +57,7 @@ class SftTask:
     """One conversation per record, one sample per row (or packed rows); the length policy cuts whole turns."""
 
     name = SFT
-    shapes = SHAPES
-
-    def __init__(self, layout: str = "sft", *, max_seq_len: int | None = None, truncate: bool = False):
-        self.layout_name = layout
+    layout_name = "sft"
 
     def shaper(self, shape: Shape, mapping: FieldMapping, rules):
         from .pipeline import InputShape  # the SFT shaper has always lived beside the pipeline
@@ -100,7 +97,6 @@ class PreferenceTask:
     """
 
     name = PREFERENCE
-    shapes = PREFERENCE_SHAPES
 
     def __init__(self, layout: str = "pairs", *, max_seq_len: int | None = None, truncate: bool = False):
         self.layout_name = layout
@@ -171,8 +167,7 @@ def make_task(names: dict[str, str | None], *, max_seq_len: int | None = None, t
     """The task of inputs whose shapes are `names` (which `task_of` found to agree)."""
     kinds = {layout_name(name) for name in names.values() if name} or {"sft"}
     layout = kinds.pop()
-    task = SftTask if layout == "sft" else PreferenceTask
-    return task(layout, max_seq_len=max_seq_len, truncate=truncate)
+    return SftTask() if layout == "sft" else PreferenceTask(layout, max_seq_len=max_seq_len, truncate=truncate)
 
 
 __all__ = ["ALL_SHAPES", "PREFERENCE", "SFT", "TASK_CHOICES", "PreferenceTask", "SftTask", "detect",

@@ -167,6 +167,9 @@ def test_kto_rows_keep_their_label_and_an_sft_run_rejects_undesirable_answers(tm
     counts = manifest(tmp_path / "sft")["counts"]
     assert (counts["written"], counts["rejected_by_reason"]) == (6, {"undesirable_answer": 3})
     assert {r["line"] for r in rejects(tmp_path / "sft")} == {1, 4, 7}
+    other = write_jsonl(tmp_path / "classes.jsonl", [{**records[0], "label": "spam"}])  # no KTO label: ignored
+    assert convert(other, "-o", tmp_path / "classes").exit_code == 0
+    assert manifest(tmp_path / "classes")["counts"]["written"] == 1
 
 
 def test_rules_reject_with_reason_codes_and_counts_add_up(tmp_path):

@@ -42,20 +42,13 @@ NOWHERE = Location("")  # a shape's Preference before the pipeline gives it the 
 LABEL_FIELDS = ("label", "kto_tag")  # TRL and LLaMA-Factory name a KTO label so
 
 
-class PreferenceShape(Shape):
-    """A shape whose records are preference samples: `__call__` returns a Preference (its location not yet set)."""
-
-    def __call__(self, data: Any) -> Preference:
-        raise NotImplementedError
-
-
 class Turns:
-    """Reads a value as messages: a list of them, one message object, or a text in the role it stands for."""
+    """Reads a value as messages (a list of them, one message object, or a text in the role it stands for) with the
+    OpenAI and ShareGPT shapes' own message readers."""
 
-    def __init__(self, roles: dict[str, str]):
-        self.openai = OpenAIShape()
-        self.sharegpt = ShareGPTShape()
-        self.openai.roles = self.sharegpt.roles = roles
+    def __init__(self, roles: dict[str, str] | None = None):
+        self.openai = OpenAIShape(roles)
+        self.sharegpt = ShareGPTShape(roles)
 
     def __call__(self, value: Any, key: str, text_role: str) -> tuple[Message, ...]:
         if isinstance(value, str):
@@ -67,6 +60,21 @@ class Turns:
             messages += self.sharegpt._turn(f"{key}[{index}]", item) if isinstance(item, dict) and "from" in item \
                 else [self.openai._message(index, item)]
         return tuple(messages)
+
+
+class PreferenceShape(Shape):
+    """A shape whose records are preference samples: `__call__` returns a Preference (its location not yet set).
+
+    Args:
+        roles: extra role aliases, such as `{"bot": "assistant"}`.
+    """
+
+    def __init__(self, roles: dict[str, str] | None = None):
+        super().__init__(roles)
+        self.turns = Turns(roles)
+
+    def __call__(self, data: Any) -> Preference:
+        raise NotImplementedError
 
 
 class PairShape(PreferenceShape):
@@ -97,7 +105,7 @@ class PairShape(PreferenceShape):
             raise RecordError(MISSING_FIELD, "no chosen/rejected, chosen_messages/rejected_messages or "
                                              f"response_j/response_k pair (fields: {fields_seen(data)})")
         prompt_key, chosen_key, rejected_key = names
-        turns = Turns(self.roles)
+        turns = self.turns
         system = optional_text(data, "system")
         prompt = (Message(SYSTEM, system),) if system is not None else ()
         asked = turns(data[prompt_key], prompt_key, USER) if prompt_key and data.get(prompt_key) is not None else ()
@@ -121,11 +129,9 @@ class ShareGPTPairShape(PreferenceShape):
               "chosen": "chosen", "rejected": "rejected"}
 
     def __call__(self, data: Any) -> Preference:
-        sharegpt = ShareGPTShape()
-        sharegpt.roles = self.roles
+        sharegpt = self.turns.sharegpt
         prompt = sharegpt(data)
-        turns = Turns(self.roles)
-        sides = [turns(require(data, key), key, ASSISTANT) for key in ("chosen", "rejected")]
+        sides = [self.turns(require(data, key), key, ASSISTANT) for key in ("chosen", "rejected")]
         return Preference(prompt, sides[0], NOWHERE, sides[1], tools=sharegpt.tools(data))
 
 
@@ -170,13 +176,12 @@ class KtoShape(PreferenceShape):
         label = kto_label(data)
         if label is None:
             raise RecordError(MISSING_FIELD, f"no 'label' or 'kto_tag' field (fields: {fields_seen(data)})")
+        turns = self.turns
         if "conversations" not in data and "messages" not in data:
-            turns = Turns(self.roles)
             return Preference(turns(require(data, "prompt"), "prompt", USER),
                               turns(require(data, "completion"), "completion", ASSISTANT), NOWHERE, label=label,
                               tools=tool_definitions(data))
-        shape = ShareGPTShape() if "conversations" in data else OpenAIShape()
-        shape.roles = self.roles
+        shape = turns.sharegpt if "conversations" in data else turns.openai
         messages = shape(data)
         return Preference(messages[:-1], messages[-1:], NOWHERE, label=label, tools=shape.tools(data))
 
@@ -200,11 +205,15 @@ def kto_label(data: Any, key: str | None = None) -> bool | None:
 def undesirable(data: Any, key: str | None) -> None:
     """For an SFT run: refuse a KTO record labelled false, whose answer is an example of what not to say.
 
+    Only a boolean false counts: a `label` of another kind (a class name...) is no KTO label, and is ignored.
+
     Raises:
-        RecordError: `undesirable_answer`, or `bad_label`.
+        RecordError: `undesirable_answer`.
     """
-    if kto_label(data, key) is False:
-        name = key or next(k for k in LABEL_FIELDS if data.get(k) is not None)
+    if not isinstance(data, dict):
+        return
+    name = next((k for k in ((key,) if key else LABEL_FIELDS) if data.get(k) is False), None)
+    if name is not None:
         raise RecordError(UNDESIRABLE_ANSWER, f"'{name}' is false: a KTO answer to avoid, not one to learn; "
                                               "convert with --task preference to keep its label")
 
