@@ -53,6 +53,7 @@ class SftLayout:
 
 
 def token_fields(prefix: str) -> list[pa.Field]:
+    """The `input_ids`, `labels` and `loss_mask` fields, their names after `prefix` (`chosen_`...)."""
     return [pa.field(f"{prefix}input_ids", pa.list_(pa.int32()), nullable=False),
             pa.field(f"{prefix}labels", pa.list_(pa.int32()), nullable=False),
             pa.field(f"{prefix}loss_mask", pa.list_(pa.uint8()), nullable=False)]
@@ -97,8 +98,8 @@ class PairLayout:
         return pa.Table.from_arrays(arrays, schema=self.schema())
 
     def json_rows(self, columns: Columns) -> Iterator[dict]:
-        table = self.table(columns)
-        yield from table.to_pylist()
+        """Each row as the JSON Lines writer writes it, the columns in the Parquet order."""
+        yield from self.table(columns).to_pylist()
 
 
 class KtoLayout:
@@ -121,8 +122,8 @@ class KtoLayout:
         return pa.Table.from_arrays(arrays, schema=self.schema())
 
     def json_rows(self, columns: Columns) -> Iterator[dict]:
+        """Each row as the JSON Lines writer writes it, the columns in the Parquet order."""
         yield from self.table(columns).to_pylist()
 
 
-LAYOUTS = {layout.name: layout for layout in (SftLayout, PairLayout, KtoLayout)}
 RowLayout = SftLayout | PairLayout | KtoLayout
