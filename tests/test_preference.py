@@ -385,3 +385,31 @@ def test_inspect_shows_the_prompt_once_and_both_answers_marked(tmp_path):
     assert stored.stdout.split("\n", 1)[1] == raw.stdout.split("\n", 1)[1]  # all but the header line's origin
     kto = CliRunner().invoke(main, ["inspect", str(EXAMPLES / "kto_sharegpt.json"), "--index", "1", "--plain"])
     assert "--- answer, label false · " in kto.stdout and "[[Books are boring, watch a video.<|eot_id|>]]" in kto.stdout
+
+
+def test_llama31_pairs_render_each_side_with_the_sft_template(tmp_path, tokenizer):
+    """Tool calls in an answer, tools defined: each side is the SFT template's rendering of prompt + answer."""
+    from sftconv.conversation import Conversation, Location, Message, ToolCall
+    from sftconv.template import Llama31Template
+
+    tools = [{"type": "function", "function": {"name": "weather", "description": "Weather of a city",
+                                               "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    record = {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}],
+              "chosen": [{"role": "assistant", "content": None,
+                          "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}]}],
+              "rejected": "I cannot know that.", "tools": tools}
+    path = write_jsonl(tmp_path / "tools.jsonl", [record])
+    assert convert(path, "-o", tmp_path / "out", "--template", "llama3.1").exit_code == 0
+    row = rows(tmp_path / "out")[0]
+    template = Llama31Template(tokenizer)
+    prompt = (Message("system", "Be brief.", train=False), Message("user", "Weather in Paris?", train=False))
+    answers = {"chosen": Message("assistant", "", tool_calls=(ToolCall("weather", {"city": "Paris"}),)),
+               "rejected": Message("assistant", "I cannot know that.")}
+    for side, answer in answers.items():
+        expected = template.render(Conversation((*prompt, answer), Location("x"), tuple(tools)))
+        assert (row[f"{side}_input_ids"], row[f"{side}_loss_mask"]) == (expected.input_ids, expected.loss_mask)
+    opening = template.render(Conversation((*prompt, Message("assistant", "", train=True)), Location("x"), tuple(tools)))
+    assert row["prompt_length"] == len(opening.input_ids) - 1
+    length = row["prompt_length"]
+    assert row["chosen_input_ids"][:length] == row["rejected_input_ids"][:length]
+    assert tokenizer.decode(row["chosen_input_ids"][length - 4:length]) == "<|start_header_id|>assistant<|end_header_id|>\n\n"
