@@ -11,6 +11,7 @@ from . import __version__
 from .lengths import Overflow
 from .packing import DEFAULT_WINDOW
 from .shapes import AUTO, SHAPES, FieldMapping, MappingError
+from .shapes.preference import PREFERENCE_SHAPES
 from .shapes.turns import ALIAS_TARGETS
 from .template import TEMPLATES, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
 from .template.reasoning import KeepReasoning, ReasoningPolicy
@@ -70,6 +71,9 @@ MAPPING_FLAGS = {
     "tools": "the tool definitions, a list or its JSON text [tools, functions]",
     "reasoning": "an assistant's reasoning trace: a field of each turn [reasoning_content, reasoning, thinking], "
                  "or of the record for Alpaca and prompt/completion [reasoning_content]",
+    "chosen": "a preference pair's preferred answer or conversation [chosen, chosen_messages, response_j]",
+    "rejected": "its other answer or conversation [rejected, rejected_messages, response_k]",
+    "label": "a KTO answer's true/false label [label, kto_tag]",
 }
 SHOWN_SHAPES = 20  # inputs listed one by one in the summary; the manifest lists all
 
@@ -88,9 +92,14 @@ def parse_role_aliases(ctx, param, values: tuple[str, ...]) -> dict[str, str]:
 def source_options(command):
     """The options that decide how records become samples, shared by every command that reads raw data."""
     options = [
-        click.option("--shape", type=click.Choice([AUTO, *SHAPES]), default=AUTO, show_default=True,
+        click.option("--shape", type=click.Choice([AUTO, *SHAPES, *PREFERENCE_SHAPES]), default=AUTO,
+                     show_default=True,
                      help="The record shape. auto detects it for each input from its first records' fields "
                           "(the summary and manifest say which it chose)."),
+        click.option("--task", type=click.Choice(["auto", "sft", "preference"]), default=AUTO, show_default=True,
+                     help="sft: one sample per record; preference: a prompt with chosen and rejected answers (DPO) "
+                          "or one answer and a true/false label (KTO), one pair per row. auto picks preference "
+                          "where most records are pairs or labelled answers."),
         click.option("--split", metavar="NAME",
                      help="The split to read from a Hugging Face DatasetDict folder or hf:NAME dataset "
                           "[default: the only split]."),
@@ -174,6 +183,7 @@ def source_fields(params: dict) -> dict:
     return {
         "tokenizer": params["tokenizer"],
         "shape": params["shape"],
+        "task": params["task"],
         "split": params["split"],
         "mapping": mapping,
         "system": params["system_prompt"],
@@ -284,6 +294,9 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
     credentials come from the environment, as for the AWS CLI).
     The record shape (OpenAI messages, ShareGPT, Alpaca, prompt/completion, transcript) is detected
     for each input; name your own fields with the --*-field options or --mapping FILE.
+    Preference data (prompt + chosen/rejected, ShareGPT pairwise, HH-RLHF transcripts, KTO
+    messages + label) is detected too: each pair becomes one row with chosen_input_ids,
+    chosen_labels, rejected_input_ids, ... and prompt_length (--task sft reads it as SFT).
 
     --pack N packs samples into rows of at most N tokens (best fit decreasing within
     --pack-window samples); position_ids restart at 0 for each sample and seq_lens gives the
@@ -301,11 +314,12 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
         sftconv convert '/shared/raw/*.jsonl' -o /shared/out/ --engine ray --ray-address auto
         sftconv convert data.jsonl -o s3://my-bucket/sft/mix-v1 --engine ray --ray-address auto
+        sftconv convert dpo_pairs.jsonl -o out/ --task preference --max-seq-len 4096
     """
     from contextlib import nullcontext
 
     from .engine import default_workers
-    from .pipeline import ConvertError, ConvertOptions
+    from .pipeline import ConvertError, ConvertOptions, UsageProblem
     from .pipeline import convert as run_convert
 
     if overflow is not None and max_seq_len is None and pack is None:
@@ -333,6 +347,8 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         with runner or nullcontext():
             summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, resume=resume,
                                   progress=not quiet, workers=workers or default_workers(), engine=runner)
+    except UsageProblem as error:
+        raise click.UsageError(str(error)) from error
     except ConvertError as error:
         raise click.ClickException(str(error)) from error
     for warning in summary.warnings:
@@ -359,8 +375,9 @@ def echo_summary(summary, out_dir: str, limited: bool) -> None:
         shapes[SHOWN_SHAPES:] = [("shape", f"... {len(shapes) - SHOWN_SHAPES} more inputs: see manifest.json")]
     rows = [
         *shapes,
+        *([("task", "preference: one pair (or KTO sample) per row")] if summary.task == "preference" else []),
         ("records read", f"{summary.read:,}"),
-        ("samples written", f"{summary.written:,}"),
+        ("pairs written" if summary.task == "preference" else "samples written", f"{summary.written:,}"),
         ("rejected", f"{summary.rejected:,}"),
         *((f"  {reason}", f"{count:,}") for reason, count in sorted(summary.rejected_by_reason.items())),
         ("dropped", f"{summary.dropped:,}"),
@@ -413,6 +430,7 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
     origin (file and line, or shard and row and a packed sample's place in it), token count and
     trained-token count. Special tokens are shown by name; trained text is green and the rest
     dimmed, or, with --plain, trained text is wrapped in [[ ]] and nothing else is added.
+    A preference pair shows its prompt once, then each answer (chosen, rejected) under its name.
 
     \b
     Example:
@@ -528,6 +546,9 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
     sample one untrained <|begin_of_text|>, trained turns ending with a trained <|eot_id|>
     (unless truncate-tokens cut the sample there), no trained header, lengths within the
     run's --max-seq-len and --pack.
+
+    Preference data (pairs or KTO samples, see convert --task) is checked the same way, each
+    side of a pair as a sample, plus its prompt: untrained and the same on both sides.
 
     Exit code 0 when clean, 1 when errors are found, 2 on bad usage. Warnings change the
     exit code only with --strict.

@@ -41,6 +41,13 @@ SYSTEM_NOT_FIRST = "system_not_first"
 CONSECUTIVE_SAME_ROLE = "consecutive_same_role"
 ASSISTANT_BEFORE_USER = "assistant_before_user"
 NO_ASSISTANT_TURN = "no_assistant_turn"
+# Preference rules (shapes/preference.py, pairs.py): a pair must have a prompt and two different, non-empty answers.
+IDENTICAL_ANSWERS = "identical_answers"  # chosen and rejected render to the same tokens: nothing to prefer
+PROMPTS_DIFFER = "prompts_differ"  # the two sides differ before their answers (one is the other's prefix, or a user turn differs)
+EMPTY_ANSWER = "empty_answer"
+NO_PROMPT = "no_prompt"  # no user turn before the answers
+BAD_LABEL = "bad_label"  # a KTO label that is not true or false
+UNDESIRABLE_ANSWER = "undesirable_answer"  # an SFT run meets a KTO record labelled false: never trained as good
 
 # Reason code for samples a length policy drops: counted in the summary and manifest, not rejected.
 TOO_LONG = "too_long"

@@ -21,9 +21,11 @@ from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .remote import is_url, join, object_version
-from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
+from .shapes import AUTO, FieldMapping, Shape, ShapeNotFound, TurnRules
+from .shapes.preference import undesirable
 from .shapes.reasoning import read_traces
 from .shapes.turns import checked_texts
+from .tasks import ALL_SHAPES, PREFERENCE, SFT, TASK_CHOICES, PreferenceTask, SftTask, detect, make_task, task_of
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
 from .template.reasoning import ReasoningCounts, ReasoningPolicy
 from .tokenizer import Tokenizer
@@ -48,12 +50,17 @@ class ConvertError(Exception):
     """A run that cannot start or must stop; the message says what to do."""
 
 
+class UsageProblem(ConvertError):
+    """Options that cannot work with the data found (Megatron shards of preference pairs...): a usage error."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SourceOptions:
     """What decides how raw records become samples; shared by convert, validate and inspect."""
 
     tokenizer: str | None = None
-    shape: str = AUTO  # a name in SHAPES, or AUTO: detected per input
+    shape: str = AUTO  # a name in SHAPES or PREFERENCE_SHAPES, or AUTO: detected per input
+    task: str = AUTO  # one of TASK_CHOICES: AUTO picks preference where most records are pairs (see `tasks.detect`)
     split: str | None = None  # the split of a Hugging Face DatasetDict
     mapping: FieldMapping = field(default_factory=FieldMapping)
     system: str | None = None
@@ -71,6 +78,8 @@ class SourceOptions:
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
             raise ValueError(f"unknown template {self.template!r} (expected one of {', '.join(TEMPLATES)})")
+        if self.task not in TASK_CHOICES:
+            raise ValueError(f"unknown task {self.task!r} (expected one of {', '.join(TASK_CHOICES)})")
         if self.special_text not in SPECIAL_TEXT_POLICIES:
             raise ValueError(f"unknown special_text {self.special_text!r} "
                              f"(expected one of {', '.join(SPECIAL_TEXT_POLICIES)})")
@@ -78,6 +87,10 @@ class SourceOptions:
     def rules(self) -> TurnRules:
         return TurnRules(system=self.system, replace_system=self.replace_system,
                          merge_consecutive=self.merge_consecutive, drop_empty_turns=self.drop_empty_turns)
+
+    def make_task(self, names: dict[str, str | None]) -> SftTask | PreferenceTask:
+        """The task of inputs with these shapes, set up with these options."""
+        return make_task(names)
 
     def make_template(self, tokenizer: Tokenizer) -> Llama3Template:
         """The template these options name, set up with them."""
@@ -137,6 +150,9 @@ class ConvertOptions(SourceOptions):
             raise ValueError(f"max_seq_len {self.max_seq_len} is longer than pack {self.pack}: such a sample "
                              "cannot be packed; lower max_seq_len or leave it out (it defaults to pack)")
 
+    def make_task(self, names: dict[str, str | None]) -> SftTask | PreferenceTask:
+        return make_task(names, max_seq_len=self.seq_limit, truncate=self.overflow is not Overflow.DROP)
+
     @property
     def seq_limit(self) -> int | None:
         """The most tokens a written sample may have, if any."""
@@ -177,6 +193,7 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     special_text_records: int = 0  # records holding special-token text or another template's markers
     reasoning: ReasoningCounts = field(default_factory=ReasoningCounts)  # traces in the samples rendered
+    task: str = SFT  # `sft`, or `preference`: then `written` counts pairs (or KTO samples), a row each
 
     @property
     def rejected(self) -> int:
@@ -299,6 +316,7 @@ class InputShape:
     rules: TurnRules
 
     def __call__(self, record: Record) -> Conversation:
+        undesirable(record.data, self.mapping.label)  # a KTO answer labelled false is never trained as a good one
         data = self.mapping.apply(record.data, self.shape.fields)
         messages = self.rules(read_traces(self.shape(data)))
         return checked_texts(Conversation(messages, record.location, self.shape.tools(data)))
@@ -307,9 +325,11 @@ class InputShape:
 class FileShapes:
     """Shapes each record with the shape resolved for the input it came from (inputs may differ in shape)."""
 
-    def __init__(self, by_input: dict[str, InputShape | None], special_text: str = "keep"):
+    def __init__(self, by_input: dict[str, InputShape | None], special_text: str = "keep",
+                 task: SftTask | PreferenceTask | None = None):
         self.by_input = by_input
         self.special_text = special_text  # one of SPECIAL_TEXT_POLICIES: what encode_chunk does with such text
+        self.task = task or SftTask()  # renders what the shapes make: SFT samples or preference pairs
 
     def __call__(self, record: Record) -> Conversation:
         return self.by_input[record.location.source](record)
@@ -366,10 +386,12 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         name = options.shape
         if name == AUTO:
             try:
-                name = detect_shape(sample, options.mapping) if sample else None
+                name = detect(sample, options.mapping, options.task) if sample else None
             except ShapeNotFound as error:
                 raise ConvertError(f"{path}: {error}") from error
         names[str(path)] = name
+    if task_of(names) is None or (options.task != AUTO and task_of(names) != options.task):
+        raise UsageProblem(mixed_tasks(names, options.task))
     try:
         tokenizer = Tokenizer(options.tokenizer)
     except (OSError, ValueError) as error:
@@ -381,8 +403,18 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
 def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileShapes:
     """The shaper for inputs whose shapes are known by name (None: an input with no records)."""
     rules = options.rules()
-    return FileShapes({source: InputShape(SHAPES[name](options.mapping.roles), options.mapping, rules) if name else None
-                       for source, name in names.items()}, options.special_text)
+    task = options.make_task(names)
+    return FileShapes({source: task.shaper(ALL_SHAPES[name](options.mapping.roles), options.mapping, rules)
+                       if name else None for source, name in names.items()}, options.special_text, task)
+
+
+def mixed_tasks(names: dict[str, str | None], task: str) -> str:
+    """Why inputs of these shapes cannot be converted together (or under `--task task`), and what to do."""
+    shown = ", ".join(f"{source} ({name})" for source, name in names.items() if name)
+    if task != AUTO:
+        return f"--task {task} does not fit the shapes of {shown}; choose a shape of that task with --shape"
+    return (f"the inputs hold different kinds of samples: {shown}; SFT samples, preference pairs and KTO samples are "
+            "written in different rows, so convert them apart")
 
 
 def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
@@ -447,7 +479,7 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
                 item = Rejected(item.location, error.reason, error.detail, item.data)
         rejected.append((index, item))
     total, template.reasoning_counts = template.reasoning_counts, ReasoningCounts()  # this chunk's apart
-    samples, errors = template.render_samples(chats)
+    samples, errors = shape.task.render(template, chats)
     counts, template.reasoning_counts = template.reasoning_counts, total
     total.add(counts)
     failed = [(index, Rejected(item.location, error.reason, error.detail, item.data))
@@ -459,7 +491,8 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
                    ) -> Iterator[list[Encoded | Rejected]]:
-    """Shape and render records a batch at a time; each item becomes a sample or a Rejected, in input order.
+    """Shape and render records a batch at a time; each item becomes a sample (an Encoded, or for preference data an
+    EncodedPair) or a Rejected, in input order.
 
     `shape` takes a Record (so it can tell which input the record came from) and returns its
     Conversation; `Source.shape` is one.
@@ -468,7 +501,7 @@ def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Te
         result = encode_chunk((shape, template), RecordChunk(batch))
         rejected = dict(result.rejected)
         rendered = iter(result.samples.split())
-        yield [rejected[i] if i in rejected else Encoded(*next(rendered), item.location)
+        yield [rejected[i] if i in rejected else shape.task.sample(next(rendered), item.location)
                for i, item in enumerate(batch)]
 
 
@@ -519,6 +552,7 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
             that died, or (with `on_error="fail"`) the first rejected record.
     """
     source = open_source(inputs, options)
+    refuse_unsupported(source.shape.task, options)
     identity = run_identity(source, options)
     try:
         folder = Folder.at(out_dir)
@@ -544,6 +578,26 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
                 for unit in todo:
                     results[unit.index] = convert_unit(job, unit, pool, bar)
         return finish_run(folder, source, options, [results[unit.index] for unit in units], units)
+
+
+def refuse_unsupported(task: SftTask | PreferenceTask, options: ConvertOptions) -> None:
+    """Refuse the options preference rows cannot have, saying what would work.
+
+    Raises:
+        UsageProblem: Megatron shards, packing, `--train-on all` or token truncation with preference data.
+    """
+    if task.name != PREFERENCE:
+        return
+    given = [(options.format == "megatron", "--format megatron (its indexed datasets have no pair layout; use "
+                                            "parquet, hf or jsonl)"),
+             (options.pack is not None, "--pack (a pair's sides are one row each; use --max-seq-len)"),
+             (options.train_on is MaskPolicy.ALL, "--train-on all (the prompt is never trained; use assistant or last)"),
+             (options.overflow is Overflow.TRUNCATE_TOKENS, "--overflow truncate-tokens (it would cut an answer; "
+                                                            "use truncate, which cuts the prompt's history)")]
+    refused = [text for bad, text in given if bad]
+    if refused:
+        raise UsageProblem(f"preference data cannot be converted with {'; nor '.join(refused)}; or pass --task sft "
+                           "to convert it as SFT samples")
 
 
 def run_identity(source: Source, options: ConvertOptions) -> dict:
@@ -583,6 +637,7 @@ def finished_run(folder: Folder, identity: dict) -> Summary:
     lengths = {key: value for key, value in (manifest["lengths"] or {}).items() if key in LengthStats().to_json()}
     summary = Summary.from_receipt({**counts, "lengths": lengths, "special_text_records": 0, "shards": manifest["shards"]})
     summary.pack, summary.shapes = manifest["options"]["pack"], manifest["shapes"]
+    summary.task = manifest.get("task", SFT)
     summary.warnings = [f"{folder.location} already holds this run, finished; its {len(summary.shards)} shard(s) verify "
                         "(whether an input changed since is not recorded: --overwrite converts again)"]
     return summary
@@ -625,8 +680,10 @@ def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None =
     options = job.options
     with Folder.at(job.out_dir) as folder:
         work = WorkDir(folder)
+        packed = options.pack is not None
         writer = WRITERS[options.format](folder.local, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
-                                         packed=options.pack is not None, prefix=f"{unit.name}-", publish=folder.publish)
+                                         packed=packed, prefix=f"{unit.name}-", publish=folder.publish,
+                                         layout=options.make_task(job.shapes).layout(packed))
         rejects = RejectsWriter(folder.local / work.rejects(unit))
         summary = Summary(pack=options.pack)
         chunks = reader_for(unit.path, split=options.split).chunks(unit.path, unit.span)
@@ -654,14 +711,15 @@ def finish_run(folder: Folder, source: Source, options: ConvertOptions, results:
     summary = Summary(pack=options.pack)
     for result in results:
         summary.add(result)
-    summary.shapes, summary.warnings = source.shape.names, list(source.warnings)
+    summary.shapes, summary.warnings, summary.task = source.shape.names, list(source.warnings), source.shape.task.name
     if options.special_text == "keep" and summary.special_text_records:
         summary.warnings.append(
             f"{summary.special_text_records:,} record(s) hold special-token text or another template's markers, "
             "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
     work = WorkDir(folder)
     join_rejects(folder, [work.rejects(unit) for unit in units])
-    summary.shards = WRITERS[options.format].finish(folder, summary.shards, packed=options.pack is not None)
+    packed, layout = options.pack is not None, source.shape.task.layout(options.pack is not None)
+    summary.shards = WRITERS[options.format].finish(folder, summary.shards, packed=packed, layout=layout)
     tokenizer = source.tokenizer
     limit = options.seq_limit
     write_manifest(folder, {
@@ -669,6 +727,8 @@ def finish_run(folder: Folder, source: Source, options: ConvertOptions, results:
         "format": options.format,
         "inputs": [str(p) for p in source.paths],
         "shapes": summary.shapes,
+        "task": summary.task,
+        "layout": layout.name,
         "options": options.to_json(),
         "tokenizer": {"name": tokenizer.name, "sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size},
         "counts": summary.to_json(),
@@ -695,7 +755,7 @@ def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: Re
     Raises:
         ConvertError: a worker process died, or the first rejected record under `on_error="fail"`.
     """
-    tokenizer = pool.job[1].tokenizer
+    task, tokenizer = pool.job[0].task, pool.job[1].tokenizer
     limit = options.seq_limit
     lengths = None if limit is None else LengthPolicy(limit, options.overflow, eot_id=tokenizer.eot_id,
                                                       eom_id=tokenizer.eom_id)
@@ -707,11 +767,11 @@ def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: Re
 
     def write_samples(samples: Samples) -> None:
         if lengths is not None:
-            kept = lengths.fit_samples(samples)
+            kept = task.fit(samples, lengths)
             if len(kept) < len(samples):
                 summary.dropped_by_reason[TOO_LONG] += len(samples) - len(kept)
             samples = kept
-        write(Columns.from_samples(samples) if packer is None else Columns.from_packed(packer.add_samples(samples)))
+        write(task.columns(samples, packer))
         summary.written += len(samples)
         summary.tokens += int(samples.lengths.sum())
         summary.trained_tokens += int(samples.loss_mask.sum())

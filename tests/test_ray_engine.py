@@ -3,6 +3,7 @@ that keeps failing named and then finished by `--resume`, a real Ctrl-C, and the
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -86,6 +87,18 @@ def test_packed_hf_output_is_the_same_bytes(ray_instance, inputs, local, tmp_pat
     result = run_cli(inputs, tmp_path / "ray", "--engine", "ray", *SHAPES["hf-packed"])
     assert result.exit_code == 0, result.output
     assert files(tmp_path / "ray") == files(local["hf-packed"])
+
+
+def test_preference_pairs_are_the_same_bytes(ray_instance, tmp_path):
+    from .test_preference import adversarial_pair
+
+    rng = random.Random(4)
+    pairs = [write_jsonl(tmp_path / "pairs.jsonl", [adversarial_pair(rng) for _ in range(60)] + ["not json"])]
+    assert run_cli(pairs, tmp_path / "local", "--workers", "2").exit_code == 0
+    result = run_cli(pairs, tmp_path / "ray", "--engine", "ray")
+    assert result.exit_code == 0, result.output
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
+    assert json.loads((tmp_path / "ray" / "manifest.json").read_text())["layout"] == "pairs"
 
 
 def killed_once(job, unit, cwd):

@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from sftconv.cli import main
 from sftconv.schema import load_schema, validator
 from sftconv.shapes import SHAPES
+from sftconv.shapes.preference import PREFERENCE_SHAPES
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "chat_logs.jsonl"
@@ -19,7 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "chat_logs.jsonl"
 
 def test_every_schema_is_valid_and_shipped():
     names = sorted(p.stem for p in SCHEMAS.glob("*.json"))
-    assert names == sorted([*SHAPES, "manifest", "mapping", "validate_report"])
+    assert names == sorted([*SHAPES, *PREFERENCE_SHAPES, "manifest", "mapping", "validate_report"])
     for name in names:
         schema = load_schema(name)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -38,6 +39,20 @@ def test_every_schema_is_valid_and_shipped():
 def test_each_shape_schema_fits_its_own_records_only(shape, record):
     """Detection relies on this: a typical record of one shape fits no other shape's schema."""
     assert [name for name in SHAPES if validator(name).is_valid(record)] == [shape]
+
+
+@pytest.mark.parametrize("shape, record", [
+    ("sharegpt-pair", {"conversations": [{"from": "human", "value": "q"}], "chosen": {"from": "gpt", "value": "a"},
+                       "rejected": {"from": "gpt", "value": "b"}}),
+    ("pair", {"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}], "rejected": "b"}),
+    ("pair", {"chosen_messages": [{"role": "user", "content": "q"}], "rejected_messages": [{"role": "user", "content": "q"}]}),
+    ("pair", {"question": "q", "response_j": "a", "response_k": "b"}),
+    ("transcript-pair", {"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b"}),
+    ("kto", {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "label": False}),
+    ("kto", {"conversations": [{"from": "human", "value": "q"}], "kto_tag": True}),
+])
+def test_each_preference_schema_fits_its_own_records_only(shape, record):
+    assert [name for name in PREFERENCE_SHAPES if validator(name).is_valid(record)] == [shape]
 
 
 def test_a_run_writes_a_manifest_the_schema_accepts(tmp_path):

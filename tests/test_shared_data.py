@@ -26,8 +26,10 @@ CASES = [
     # 147 are plain chats (their `tools` are ignored). Llama 3.1 renders all 300.
     ("LLaMA-Factory/glaive_toolcall_en_demo.json", [], "sharegpt", 300, 147, {"tool_calls_unsupported": 153}),
     ("LLaMA-Factory/glaive_toolcall_en_demo.json", ["--template", "llama3.1"], "sharegpt", 300, 300, {}),
-    # KTO data: the `label` field is ignored, so undesirable answers are trained on like any other.
-    ("LLaMA-Factory/kto_en_demo.json", [], "openai", 300, 300, {}),
+    # KTO data: one row per labelled answer (see test_preference.py); read as SFT, the 150 answers labelled
+    # false are rejected rather than trained as good ones.
+    ("LLaMA-Factory/kto_en_demo.json", [], "kto", 300, 300, {}),
+    ("LLaMA-Factory/kto_en_demo.json", ["--task", "sft"], "openai", 300, 150, {"undesirable_answer": 150}),
     ("LLaMA-Factory/v1_sft_demo.jsonl", [], "openai", 500, 500, {}),
     ("axolotl/alpaca.json", [], "alpaca", 2, 2, {}),
     ("axolotl/conversation.json", [], "sharegpt", 1, 1, {}),  # one top-level object is one record
@@ -39,8 +41,12 @@ CASES = [
     ("functionary/test_case.json", ["--template", "llama3.1"], "openai", 1, 1, {}),
     # `chosen` is the transcript to learn from. 8 transcripts have two Human turns in a row; 4 end in an
     # empty Assistant turn.
-    ("hh-rlhf/harmless-base/test.jsonl.gz", ["--transcript-field", "chosen"], "transcript", 2312, 2300,
-     {"consecutive_same_role": 8, "empty_content": 4}),
+    ("hh-rlhf/harmless-base/test.jsonl.gz", ["--transcript-field", "chosen", "--task", "sft"], "transcript", 2312,
+     2300, {"consecutive_same_role": 8, "empty_content": 4}),
+    # As preference pairs (the default for these records): 9 pairs have two Human turns in a row on a side;
+    # 4 end on an empty Assistant turn.
+    ("hh-rlhf/harmless-base/test.jsonl.gz", [], "transcript-pair", 2312, 2299,
+     {"consecutive_same_role": 9, "empty_answer": 4}),
     # input/completion; `input` is "" in 7 rows, an empty user turn.
     ("mistral_llm_sft_guardrail/train.parquet", [], "prompt-completion", 3193, 3186, {"empty_content": 7}),
     ("ms-swift/alpaca.csv", [], "alpaca", 3, 3, {}),

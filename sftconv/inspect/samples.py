@@ -21,10 +21,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..conversation import Location, Rejected
+from ..pairs import EncodedPair
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
 from ..template import Encoded
 from ..tokenizer import DEFAULT_TOKENIZER_NAME, Tokenizer
 from ..validate.formats import SHARD_READERS, ShardReadError, TokenBatch
+from ..validate.pairs import PairBatch, PairShards
 from ..validate.shards import ManifestError, load_manifest
 from ..writers import MANIFEST_FILE
 
@@ -124,10 +126,10 @@ class RawSamples:
         """Every sample in input order; a rejected record is counted when the stream passes it."""
         for results in self._results():
             for item in results:
-                if isinstance(item, Encoded):
-                    yield item
-                else:
+                if isinstance(item, Rejected):
                     self._skip(item)
+                else:
+                    yield item
 
     def at(self, indices: list[int]) -> list[Shown]:
         """The samples at these positions, in the order asked, reading only as far as the last one."""
@@ -169,7 +171,7 @@ class RawSamples:
             for item in results:
                 if isinstance(item, Rejected):
                     self._skip(item)
-            samples = [item for item in results if isinstance(item, Encoded)]
+            samples = [item for item in results if not isinstance(item, Rejected)]
             yield (np.array([len(s.input_ids) for s in samples], dtype=np.int64),
                    np.array([s.trained_tokens for s in samples], dtype=np.int64))
 
@@ -275,6 +277,36 @@ class StoredSamples:
                 offsets = self._split(batch, shard)[0]
                 trained = np.concatenate([[0], np.cumsum(batch.loss_mask.values, dtype=np.int64)])
                 yield np.diff(offsets), trained[offsets[1:]] - trained[offsets[:-1]]
+
+
+class StoredPairs(StoredSamples):
+    """The preference samples in convert's shards (pairs or KTO rows), read through validate's pair reader.
+
+    Positions count rows, one pair (or KTO sample) each; they are found by reading the rows in order.
+    """
+
+    def __init__(self, stored: Stored, tokenizer: Tokenizer, name: str, rejected: int = 0):
+        super().__init__(stored, tokenizer, name, rejected)
+        self.reader = PairShards(self.reader, stored.manifest["layout"])
+        self.first_rejected = None
+
+    def _results(self) -> Iterator[list[EncodedPair]]:
+        for shard in self.stored.shards:
+            main = self.reader.main_file(list(shard.files))
+            for batch in self._batches(shard):
+                yield [stored_pair(batch, row, Location(str(main), row=batch.first_row + row))
+                       for row in range(batch.rows)]
+
+    __iter__, at, head, sample, sizes, _skip = (RawSamples.__iter__, RawSamples.at, RawSamples.head,
+                                                RawSamples.sample, RawSamples.sizes, RawSamples._skip)
+
+
+def stored_pair(batch: PairBatch, row: int, location: Location) -> EncodedPair:
+    """One stored row as the pair `inspect` shows."""
+    sides = [Encoded(*(values.tolist() for values in batch.side(row, which)), location)
+             for which in range(1 if batch.chosen_length is None else 2)]
+    label = None if batch.label is None else bool(batch.label[row])
+    return EncodedPair(sides[0], sides[1] if len(sides) == 2 else None, int(batch.prompt_length[row]), label)
 
 
 def read_manifest(folder: Path) -> dict | None:
@@ -394,4 +426,5 @@ def open_samples(inputs: list[str], options: SourceOptions) -> RawSamples | Stor
     tokenizer = stored_tokenizer(first.manifest, options.tokenizer, first.folder)
     whole_output = first.manifest is not None and any(Path(item).is_dir() for item in inputs)
     rejected = first.manifest["counts"]["rejected"] if whole_output else 0  # unknown per shard
-    return StoredSamples(replace(first, shards=shards), tokenizer, ", ".join(inputs), rejected)
+    kind = StoredPairs if (first.manifest or {}).get("layout", "sft") != "sft" else StoredSamples
+    return kind(replace(first, shards=shards), tokenizer, ", ".join(inputs), rejected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..pairs import EncodedPair
 from ..template import IGNORE_INDEX, Encoded
 from ..tokenizer import Tokenizer
 from .reasoning import trace_flags
@@ -44,7 +45,16 @@ def render_text(shown: Shown, tokenizer: Tokenizer, *, color: bool) -> str:
     what each is.
     """
     parts = [f"{BOLD}{header(shown)}{RESET}\n" if color else f"{header(shown)}\n"]
-    for trained, trace, ids in runs(shown.sample, tokenizer):
+    sample = shown.sample
+    if isinstance(sample, EncodedPair):
+        return "".join(parts) + pair_text(sample, tokenizer, color=color)
+    return "".join(parts) + marked_text(sample, tokenizer, color=color)
+
+
+def marked_text(sample: Encoded, tokenizer: Tokenizer, *, color: bool) -> str:
+    """A sample's text with its trained runs marked: green with `color`, else between `[[` `]]`."""
+    parts = []
+    for trained, trace, ids in runs(sample, tokenizer):
         text = tokenizer.decode(ids)
         if color:
             style = (CYAN if trained else DIM + ITALIC) if trace else GREEN if trained else DIM
@@ -53,6 +63,20 @@ def render_text(shown: Shown, tokenizer: Tokenizer, *, color: bool) -> str:
             opening, closing = (TRACE_MARKS if trained else UNTRAINED_TRACE_MARKS) if trace else \
                 (OPEN, CLOSE) if trained else ("", "")
             parts.append(f"{opening}{text}{closing}")
+    return "".join(parts)
+
+
+def pair_text(pair: EncodedPair, tokenizer: Tokenizer, *, color: bool) -> str:
+    """A preference sample: the shared prompt once (with its answer's header), then each answer under its name."""
+    length = pair.prompt_length
+    names = ("chosen", "rejected") if pair.rejected is not None else (f"answer, label {str(pair.label).lower()}",)
+    parts = [marked_text(Encoded(pair.chosen.input_ids[:length], pair.chosen.loss_mask[:length], pair.location),
+                         tokenizer, color=color)]
+    for name, side in zip(names, pair.sides):
+        answer = Encoded(side.input_ids[length:], side.loss_mask[length:], side.location)
+        title = f"--- {name} · {len(side.input_ids) - length:,} tokens · {side.trained_tokens:,} trained ---"
+        parts.append(f"\n{BOLD}{title}{RESET}\n" if color else f"\n{title}\n")
+        parts.append(marked_text(answer, tokenizer, color=color))
     return "".join(parts)
 
 

@@ -26,14 +26,15 @@ class ShapeNotFound(ValueError):
     """No shape fits the records of an input; the message lists the fields they have."""
 
 
-def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
+def detect_shape(sample: list, mapping: FieldMapping | None = None, shapes: dict[str, type[Shape]] = SHAPES) -> str:
     """The name of the shape that most of the sample records fit, judged by the schemas in `schemas/`.
 
     Each record is first renamed by the field mapping, as it will be when converted. Records that
     fit no shape count for none; the shape with the most fitting records wins, ties going to the
-    earlier shape in SHAPES. When no record fits any schema, the shape whose required field names
-    the most records have wins instead (say every role is a number): its records then become
-    rejects with their reasons (`unknown_role`...) rather than the whole input failing.
+    earlier shape in `shapes` (SHAPES, or PREFERENCE_SHAPES for preference data). When no record fits
+    any schema, the shape whose required field names the most records have wins instead (say every
+    role is a number): its records then become rejects with their reasons (`unknown_role`...) rather
+    than the whole input failing.
 
     Raises:
         ShapeNotFound: no record fits any shape, not even by field names; the message lists the
@@ -47,7 +48,7 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
 
     mapping = mapping or FieldMapping()
     scores: dict[str, int] = {}
-    for name, shape in SHAPES.items():
+    for name, shape in shapes.items():
         scores[name] = sum(validator(name).is_valid(mapping.apply(record, shape.fields)) for record in sample)
         if scores[name] == len(sample):
             break  # every record fits: no later shape can score higher, and a tie goes to this one
@@ -55,7 +56,7 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
     if scores[best]:
         return best
     named = {name: sum(has_fields(mapping.apply(record, shape.fields), name) for record in sample)
-             for name, shape in SHAPES.items()}
+             for name, shape in shapes.items()}
     best = max(named, key=named.__getitem__)
     if named[best]:
         return best
@@ -65,9 +66,10 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
     names = list(seen)
     shown = ", ".join(names[:FIELDS_SHOWN]) + (f", ... ({len(names)} in all)" if len(names) > FIELDS_SHOWN else "")
     raise ShapeNotFound(
-        f"no record shape fits (fields seen: {shown}). Shapes: {', '.join(SHAPES)}. Choose one with --shape, "
+        f"no record shape fits (fields seen: {shown}). Shapes: {', '.join(shapes)}. Choose one with --shape, "
         "or map your field names (--messages-field, --role-field, --content-field, --instruction-field, "
-        "--output-field, --prompt-field, --completion-field, --transcript-field, or --mapping FILE)")
+        "--output-field, --prompt-field, --completion-field, --transcript-field, --chosen-field, "
+        "--rejected-field, --label-field, or --mapping FILE)")
 
 
 def has_fields(record, name: str) -> bool:

@@ -25,7 +25,8 @@ class FieldMapping:
 
     Each field is the name in the user's data (None: the shape's own name). `messages`, `role` and
     `content` are the chat list and the role and text of each turn in it (`role`/`content` apply
-    inside the `messages` list); `tools` holds the tool definitions; `roles` maps extra role names to
+    inside the `messages` list); `tools` holds the tool definitions; `chosen`, `rejected` and `label`
+    are a preference record's answers and KTO label; `roles` maps extra role names to
     system, user, assistant, tool (a result) or tool_call (a turn holding a call as JSON text).
     `reasoning` holds an assistant's reasoning trace: a field of each turn for the shapes with a
     list of turns, of the record for the others (Alpaca, prompt/completion). `keep_reasoning`,
@@ -49,6 +50,9 @@ class FieldMapping:
     transcript: str | None = None
     tools: str | None = None
     reasoning: str | None = None
+    chosen: str | None = None
+    rejected: str | None = None
+    label: str | None = None
     roles: dict[str, str] = field(default_factory=dict)
     keep_reasoning: str | None = None
     train_reasoning: bool | None = None

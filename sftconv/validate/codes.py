@@ -54,6 +54,10 @@ BAD_POSITION_IDS = "bad_position_ids"  # a packed row's position_ids do not rest
 BAD_BOS = "bad_bos"
 UNTRAINED_EOT = "untrained_eot"
 TRAINED_HEADER = "trained_header"
+# Finished preference rows (validate/pairs.py).
+TRAINED_PROMPT = "trained_prompt"  # a token inside prompt_length is trained
+PROMPT_MISMATCH = "prompt_mismatch"  # the chosen and rejected sides differ inside prompt_length
+SAME_ANSWERS = "same_answers"  # the two sides are the same tokens
 
 ERROR, WARNING = "error", "warning"
 WARNINGS = frozenset({CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,

@@ -162,6 +162,12 @@ class ShardReader:
         """Problems with the files beside the shards that loaders read, as (file, detail)."""
         return []
 
+    def check(self, batch: TokenBatch, rules) -> dict:
+        """The findings of every bad row in the batch (see rows.py), keyed by row number in the shard."""
+        from .rows import check_rows  # rows.py builds on this module's TokenBatch
+
+        return check_rows(batch, rules)
+
     @property
     def columns(self) -> tuple[str, ...]:
         """The list columns a shard of this output stores."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..conversation import INVALID_TEXT, Location, Record, Rejected
+from ..pairs import EncodedPair
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
 from ..template import Encoded
 from .codes import DUPLICATE, EMPTY_FILE, LONE_SURROGATE, NO_RECORDS, TOO_LONG
@@ -136,11 +137,12 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
     return report
 
 
-def sample_findings(sample: Encoded, duplicates: Duplicates, max_seq_len: int | None) -> list[Finding]:
-    """Findings about a rendered sample: too long for the context, or a copy of an earlier one."""
+def sample_findings(sample: Encoded | EncodedPair, duplicates: Duplicates, max_seq_len: int | None) -> list[Finding]:
+    """Findings about a rendered sample (or pair): too long for the context, or a copy of an earlier one."""
     findings = []
-    if max_seq_len is not None and len(sample.input_ids) > max_seq_len:
-        findings.append(Finding(TOO_LONG, f"{len(sample.input_ids):,} tokens > --max-seq-len {max_seq_len:,}"))
+    longest = max(len(side.input_ids) for side in getattr(sample, "sides", (sample,)))  # a pair: its longer side
+    if max_seq_len is not None and longest > max_seq_len:
+        findings.append(Finding(TOO_LONG, f"{longest:,} tokens > --max-seq-len {max_seq_len:,}"))
     if (first := duplicates.first_seen(sample)) is not None:
         findings.append(Finding(DUPLICATE, f"renders to the same tokens as {first}"))
     return findings

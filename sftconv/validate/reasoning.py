@@ -9,7 +9,7 @@ result, which stays text there (a trace pasted into the wrong turn, or a templat
 
 from __future__ import annotations
 
-from ..conversation import ASSISTANT, Record, RecordError
+from ..conversation import ASSISTANT, Preference, Record, RecordError
 from ..pipeline import Source
 from ..shapes.reasoning import CLOSE_TAG, OPEN_TAG
 from .codes import REASONING_DROPPED, THINK_TAG_OUTSIDE_ANSWER
@@ -17,11 +17,21 @@ from .report import Finding
 
 
 def record_reasoning_findings(source: Source, record: Record) -> list[Finding]:
-    """The reasoning findings of a record the shape accepts; none otherwise."""
+    """The reasoning findings of a record the shape accepts (of each side, for a preference); none otherwise."""
     try:
-        messages = source.shape(record).messages
+        shaped = source.shape(record)
     except RecordError:
         return []
+    if not isinstance(shaped, Preference):
+        return message_findings(source, shaped.messages)
+    findings = []
+    for answer in (shaped.chosen, shaped.rejected):
+        findings += [f for f in message_findings(source, shaped.side(answer).messages) if f not in findings]
+    return findings
+
+
+def message_findings(source: Source, messages) -> list[Finding]:
+    """The reasoning findings of one conversation's messages."""
     findings = []
     policy = source.template.reasoning
     if policy.applies(messages):

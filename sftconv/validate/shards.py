@@ -15,6 +15,7 @@ from ..lengths import Overflow
 from ..remote import filesystem, is_url, join
 from ..writers import MANIFEST_FILE, REJECTS_FILE
 from ..writers.atomic import sha256_file
+from ..writers.layouts import SFT
 from .codes import (
     COUNTS_MISMATCH,
     MANIFEST_INVALID,
@@ -31,7 +32,8 @@ from .codes import (
 )
 from .formats import SHARD_READERS, ShardReader, ShardReadError, TokenBatch
 from .report import Distribution, Finding, Report
-from .rows import Limit, RowRules, check_rows
+from .pairs import PairShards
+from .rows import Limit, RowRules
 
 MANIFEST_FIELDS = {"format": str, "options": dict, "tokenizer": dict, "counts": dict, "shards": list}
 COUNT_FIELDS = ("read", "written", "rejected", "dropped", "rows", "tokens", "trained_tokens")
@@ -114,6 +116,8 @@ def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_e
             UNKNOWN_FORMAT, f"format {manifest['format']!r} (known: {', '.join(SHARD_READERS)})", "format"))
         return report
     reader = reader_class(packed=manifest["packing"] is not None)
+    if manifest.get("layout", SFT) != SFT:  # preference rows: pairs or KTO samples
+        reader = PairShards(reader, manifest["layout"])
     rules = row_rules(manifest, max_seq_len)
     tally = Tally()
     with tqdm(total=sum(s["rows"] for s in manifest["shards"]), disable=None if progress else True, unit=" rows",
@@ -171,7 +175,7 @@ def check_shard(folder: Path, index: int, shard: dict, reader: ShardReader, rule
     totals = [0, 0, 0, 0]  # rows, samples, tokens, trained tokens
     try:
         for batch in reader.batches(paths):
-            for row, findings in sorted(check_rows(batch, rules).items()):
+            for row, findings in sorted(reader.check(batch, rules).items()):
                 report.add(Location(str(main), row=row), findings)
             totals = [total + count for total, count in zip(totals, tally.add(batch))]
             bar.update(batch.rows)

@@ -7,7 +7,8 @@ and under llama3, which rejects every tool turn, validate names the problem all 
 
 from __future__ import annotations
 
-from ..conversation import INVALID_TOOL_ARGUMENTS, TOOL, Conversation, Message, Record, RecordError, Rejected
+from ..conversation import (INVALID_TOOL_ARGUMENTS, TOOL, Conversation, Message, Preference, Record, RecordError,
+                            Rejected)
 from ..pipeline import Source
 from ..template import Encoded
 from ..template.tools import Toolbox
@@ -18,13 +19,23 @@ from .report import Finding
 def record_tool_findings(source: Source, record: Record, result: Encoded | Rejected) -> list[Finding]:
     """The tool findings of a record the shape accepts (`result` is what convert made of it); none otherwise."""
     try:
-        conversation = source.shape(record)
+        shaped = source.shape(record)
     except RecordError:
         return []
-    if not conversation.has_tool_turns:
-        return []
     rejected = result.reason if isinstance(result, Rejected) else None
-    return pairing_findings(conversation.messages) + definition_findings(conversation, rejected)
+    findings: list[Finding] = []
+    for conversation in sides_of(shaped):
+        if conversation.has_tool_turns:
+            findings += [f for f in pairing_findings(conversation.messages) + definition_findings(conversation, rejected)
+                         if f not in findings]  # a pair's two sides share their prompt's findings
+    return findings
+
+
+def sides_of(shaped: Conversation | Preference) -> list[Conversation]:
+    """The conversations a shaped record renders: itself, or a preference sample's sides."""
+    if isinstance(shaped, Conversation):
+        return [shaped]
+    return [shaped.side(answer) for answer in (shaped.chosen, shaped.rejected) if answer]
 
 
 def pairing_findings(messages: tuple[Message, ...]) -> list[Finding]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .arrow import arrow_schema, to_table
 from .atomic import temp_path
 from .folder import Folder
+from .layouts import RowLayout, SftLayout
 from .shards import Columns, ShardInfo, ShardWriter
 
 STATE_FILE = "state.json"
@@ -27,7 +27,7 @@ DESCRIPTION = "Llama 3 token ids, labels and loss masks written by sftconv; see 
 class HfShardWriter(ShardWriter):
     """Writes `shard-00000.arrow`, ... and, in `finish`, `dataset_info.json` and `state.json`.
 
-    Load with `datasets.load_from_disk("out/")`; the columns are the Parquet writer's. An empty run
+    Load with `datasets.load_from_disk("out/")`; the columns are the Parquet writer's (its layout's). An empty run
     still gets one empty shard, so the folder loads as an empty dataset. See `ShardWriter` for the arguments.
     """
 
@@ -38,7 +38,7 @@ class HfShardWriter(ShardWriter):
         super().__init__(out_dir, **limits)
         from datasets import Features
 
-        schema = arrow_schema(self.packed)
+        schema = self.layout.schema()
         self.features = Features.from_arrow_schema(schema)
         self.schema = schema.with_metadata({**schema.metadata, **self.features.arrow_schema.metadata})
 
@@ -50,19 +50,20 @@ class HfShardWriter(ShardWriter):
         self._writer = pa.ipc.new_stream(self._sink, self.schema)
 
     def _append(self, columns: Columns) -> None:
-        self._writer.write_table(to_table(columns, self.packed).replace_schema_metadata(self.schema.metadata))
+        self._writer.write_table(self.layout.table(columns).replace_schema_metadata(self.schema.metadata))
 
     def _end(self) -> None:
         self._writer.close()
         self._sink.close()
 
     @classmethod
-    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
+    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool, layout: RowLayout | None = None
+               ) -> list[ShardInfo]:
         """Write the two files that make the folder a `datasets` dataset (and an empty shard if there is none)."""
         from datasets import DatasetInfo, Features
 
         if not shards:
-            writer = cls(folder.local, packed=packed, prefix="part-00000-", publish=folder.publish)
+            writer = cls(folder.local, packed=packed, prefix="part-00000-", publish=folder.publish, layout=layout)
             writer._start(0)
             writer._open = True
             # One empty record batch: `datasets` cannot load a stream that has none.
@@ -80,7 +81,8 @@ class HfShardWriter(ShardWriter):
             "_output_all_columns": False,
             "_split": None,
         }
-        info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(arrow_schema(packed))))
+        schema = (layout or SftLayout(packed)).schema()
+        info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(schema)))
         folder.write_text(INFO_FILE, json.dumps({key: info[key] for key in sorted(info)}, indent=2))
         folder.write_text(STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
         return shards

@@ -24,16 +24,7 @@ class JsonlShardWriter(ShardWriter):
         self._handle = open(temp_path(self.paths(index)[0]), "w", encoding="utf-8")
 
     def _append(self, columns: Columns) -> None:
-        names = ["input_ids", "labels", "loss_mask"] + (["position_ids"] if self.packed else [])
-        flat = {name: getattr(columns, name).tolist() for name in names}
-        seq_lens = columns.seq_lens.tolist()
-        offsets, seq_offsets = columns.row_offsets.tolist(), columns.seq_offsets.tolist()
-        for r in range(len(columns)):
-            start, stop = offsets[r], offsets[r + 1]
-            row = {name: values[start:stop] for name, values in flat.items()}
-            if self.packed:
-                row["seq_lens"] = seq_lens[seq_offsets[r]:seq_offsets[r + 1]]
-            row["length"] = stop - start
+        for row in self.layout.json_rows(columns):
             self._handle.write(json.dumps(row) + "\n")
 
     def _end(self) -> None:

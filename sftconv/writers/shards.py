@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +16,7 @@ from .atomic import commit, sha256_file, temp_path
 
 if TYPE_CHECKING:
     from .folder import Folder
+    from .layouts import RowLayout
 
 # A writer buffers rows until it has this many rows or tokens, then writes them out together
 # (one Parquet row group, one Arrow record batch); the token bound keeps long packed rows in check.
@@ -28,7 +29,8 @@ class Columns:
     """Rows as flat numpy buffers, the one thing every writer turns into files.
 
     Row r is tokens `row_offsets[r]:row_offsets[r + 1]`; its samples' lengths are
-    `seq_lens[seq_offsets[r]:seq_offsets[r + 1]]` (one sample per row unless packed).
+    `seq_lens[seq_offsets[r]:seq_offsets[r + 1]]` (one sample per row unless packed). `extras` holds
+    per-row values a row layout needs beyond the tokens (a preference row's `prompt_length`...).
     """
 
     input_ids: np.ndarray
@@ -36,6 +38,7 @@ class Columns:
     row_offsets: np.ndarray
     seq_lens: np.ndarray
     seq_offsets: np.ndarray
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def from_rows(cls, rows: Sequence[Encoded | PackedRow]) -> Columns:
@@ -80,6 +83,7 @@ class Columns:
             row_offsets=offsets_of(np.concatenate([p.lengths for p in parts])),
             seq_lens=np.concatenate([p.seq_lens for p in parts]),
             seq_offsets=offsets_of(np.concatenate([p.samples_per_row for p in parts])),
+            extras={name: np.concatenate([p.extras[name] for p in parts]) for name in parts[0].extras},
         )
 
     def __len__(self) -> int:
@@ -95,6 +99,7 @@ class Columns:
             row_offsets=self.row_offsets[start:stop + 1] - first,
             seq_lens=self.seq_lens[seq_first:seq_last],
             seq_offsets=self.seq_offsets[start:stop + 1] - seq_first,
+            extras={name: values[start:stop] for name, values in self.extras.items()},
         )
 
     @property
@@ -179,6 +184,7 @@ class ShardWriter:
         shard_bytes: the most uncompressed token data in a shard, 9 bytes a token, 13 when packed
             (None: no byte limit).
         packed: rows are `PackedRow`s, written with `position_ids` and `seq_lens`.
+        layout: the row layout, which turns rows into the format's columns (default: SFT rows, packed or not).
         prefix: put before every shard's name (`part-00003-` names `part-00003-shard-00000...`), so
             that several writers can fill one folder.
         publish: called with each finished file's path (`Folder.publish` uploads it to a URL folder).
@@ -191,7 +197,8 @@ class ShardWriter:
     side_files: tuple[str, ...] = ()  # files other than shards that the writer puts in the folder
 
     def __init__(self, out_dir: Path, *, shard_rows: int | None = 100_000, shard_bytes: int | None = None,
-                 packed: bool = False, prefix: str = "", publish: Callable[[Path], None] | None = None):
+                 packed: bool = False, prefix: str = "", publish: Callable[[Path], None] | None = None,
+                 layout: RowLayout | None = None):
         for option, value in (("shard_rows", shard_rows), ("shard_bytes", shard_bytes)):
             if value is not None and value < 1:
                 raise ValueError(f"{option} must be at least 1, found {value}")
@@ -199,6 +206,11 @@ class ShardWriter:
         self.shard_rows = shard_rows
         self.shard_bytes = shard_bytes
         self.packed = packed
+        if layout is None:
+            from .layouts import SftLayout  # here: layouts build on this module's Columns
+
+            layout = SftLayout(packed)
+        self.layout = layout
         self.prefix = prefix
         self.publish = publish
         self.shards: list[ShardInfo] = []
@@ -215,7 +227,8 @@ class ShardWriter:
         return f"{self.prefix}shard-{index:05d}"
 
     @classmethod
-    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
+    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool, layout: RowLayout | None = None
+               ) -> list[ShardInfo]:
         """Write the files that make a folder of finished shards whole, once all are in it; returns all shards."""
         return shards
 
