@@ -38,9 +38,14 @@ class HfShardWriter(ShardWriter):
         super().__init__(out_dir, **limits)
         from datasets import Features
 
-        schema = arrow_schema(self.packed)
+        schema = self.table_schema(self.packed)
         self.features = Features.from_arrow_schema(schema)
         self.schema = schema.with_metadata({**schema.metadata, **self.features.arrow_schema.metadata})
+
+    @classmethod
+    def table_schema(cls, packed: bool) -> pa.Schema:
+        """The columns this writer's shards hold."""
+        return arrow_schema(packed)
 
     def paths(self, index: int) -> list[Path]:
         return [self.out_dir / f"{self.stem(index)}.arrow"]
@@ -80,7 +85,7 @@ class HfShardWriter(ShardWriter):
             "_output_all_columns": False,
             "_split": None,
         }
-        info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(arrow_schema(packed))))
+        info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(cls.table_schema(packed))))
         folder.write_text(INFO_FILE, json.dumps({key: info[key] for key in sorted(info)}, indent=2))
         folder.write_text(STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
         return shards

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from .atomic import temp_path
@@ -24,6 +25,11 @@ class JsonlShardWriter(ShardWriter):
         self._handle = open(temp_path(self.paths(index)[0]), "w", encoding="utf-8")
 
     def _append(self, columns: Columns) -> None:
+        for row in self.rows(columns):
+            self._handle.write(json.dumps(row) + "\n")
+
+    def rows(self, columns: Columns) -> Iterator[dict]:
+        """Each row as the JSON object written for it."""
         names = ["input_ids", "labels", "loss_mask"] + (["position_ids"] if self.packed else [])
         flat = {name: getattr(columns, name).tolist() for name in names}
         seq_lens = columns.seq_lens.tolist()
@@ -34,7 +40,7 @@ class JsonlShardWriter(ShardWriter):
             if self.packed:
                 row["seq_lens"] = seq_lens[seq_offsets[r]:seq_offsets[r + 1]]
             row["length"] = stop - start
-            self._handle.write(json.dumps(row) + "\n")
+            yield row
 
     def _end(self) -> None:
         self._handle.close()

@@ -1,0 +1,97 @@
+"""Each source tokenized once: an ordinary convert output folder per source, named by what decides its bytes.
+
+A cache folder is `ROOT/NAME-KEY`, where KEY hashes the source's inputs (each file's size and mtime,
+a URL's object version), its options, the tokenizer's sha256 and the sftconv version; editing an
+input or an option gives a new key, so only that source is converted again. A folder counts as
+done once its `manifest.json` is there, which convert writes last; a killed build leaves a folder
+without one, and the next mix resumes it as `convert --resume` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import __version__
+from ..pipeline import ConvertError, convert, input_identity
+from ..readers import expand_inputs
+from ..tokenizer import default_tokenizer_path
+from ..writers import MANIFEST_FILE
+from .recipe import SourceSpec
+
+if TYPE_CHECKING:
+    from ..ray_engine import RayEngine
+
+CACHE_ENV = "SFTCONV_CACHE"  # overrides the default cache folder; --cache overrides both
+
+
+def default_cache() -> Path:
+    """$SFTCONV_CACHE, else $XDG_CACHE_HOME/sftconv/mix, else ~/.cache/sftconv/mix."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sftconv" / "mix"
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A source's cache folder and whether this run built it (False: an earlier run's, reused as it was)."""
+
+    spec: SourceSpec
+    folder: Path
+    built: bool
+
+    @property
+    def manifest(self) -> dict:
+        return json.loads((self.folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+
+
+@cache
+def file_sha256(path: Path) -> str:
+    """A tokenizer file's sha256, read once per run."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cache_identity(spec: SourceSpec) -> dict:
+    """What decides the bytes of a source's cache.
+
+    `fields` repeats every option by its repr, so an option that convert gains changes the key even
+    before its manifest records it.
+
+    Raises:
+        ConvertError: an input is missing, or the tokenizer file is not there.
+    """
+    try:
+        paths = expand_inputs(list(spec.inputs))
+        tokenizer = file_sha256(Path(spec.options.tokenizer) if spec.options.tokenizer else default_tokenizer_path())
+    except (OSError, ValueError) as error:
+        raise ConvertError(f"source {spec.name}: {error}") from error
+    if not paths:
+        raise ConvertError(f"source {spec.name}: no input files found in {', '.join(spec.inputs)}")
+    return {"sftconv_version": __version__, "inputs": [input_identity(path) for path in paths],
+            "options": spec.options.to_json(), "fields": repr(replace(spec.options, tokenizer=None)),
+            "tokenizer": tokenizer}
+
+
+def cache_folder(root: Path, spec: SourceSpec) -> Path:
+    """The folder holding (or to hold) this source's cache."""
+    key = hashlib.sha256(json.dumps(cache_identity(spec), sort_keys=True).encode()).hexdigest()[:16]
+    return root / f"{spec.name}-{key}"
+
+
+def build_cache(spec: SourceSpec, root: Path, *, workers: int = 1, engine: RayEngine | None = None,
+                progress: bool = False) -> Cached:
+    """The source's cache: reused if finished, else converted (an interrupted build resumed).
+
+    Raises:
+        ConvertError: the source cannot be converted (see `pipeline.convert`).
+    """
+    folder = cache_folder(root, spec)
+    if (folder / MANIFEST_FILE).is_file():
+        return Cached(spec, folder, built=False)
+    convert(list(spec.inputs), folder, spec.options, resume=True, progress=progress, workers=workers, engine=engine)
+    return Cached(spec, folder, built=True)
