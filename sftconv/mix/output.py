@@ -8,7 +8,11 @@ the order of `seq_lens`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +24,9 @@ from ..writers.hf import HfShardWriter
 from ..writers.jsonl import JsonlShardWriter
 from ..writers.parquet import ParquetShardWriter
 from ..writers.shards import Columns
+
+if TYPE_CHECKING:
+    from ..inspect import Shown
 
 TRACE_METADATA = {
     b"sftconv.source": b"the mix source each sample comes from (one per sample when packed)",
@@ -108,6 +115,35 @@ class TracedJsonlWriter(TracedWriter, JsonlShardWriter):
             else:
                 row["source"], row["source_row"] = names[r], rows[r]
             yield row
+
+
+def read_trace(path: Path, format: str) -> list[dict]:
+    """Each row's `source` and `source_row` in one shard file of a mix (lists in a packed row)."""
+    if format == "jsonl":
+        with open(path, encoding="utf-8") as handle:
+            return [{key: row[key] for key in ("source", "source_row")} for row in map(json.loads, handle)]
+    if format == "hf":
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_stream(source).read_all()
+    else:
+        table = pq.read_table(path, columns=["source", "source_row"])
+    return table.select(["source", "source_row"]).to_pylist()
+
+
+def with_origins(shown: list[Shown], format: str) -> list[Shown]:
+    """Shown samples of a mix, each with its source and its row in that source's cache."""
+    traces: dict[str, list[dict]] = {}
+    result = []
+    for item in shown:
+        location = item.sample.location
+        if location.source not in traces:
+            traces[location.source] = read_trace(Path(location.source), format)
+        trace = traces[location.source][location.row]
+        source, row = trace["source"], trace["source_row"]
+        if item.place is not None:
+            source, row = source[item.place], row[item.place]
+        result.append(replace(item, origin=f"{source} row {row}"))
+    return result
 
 
 TRACED_WRITERS = {writer.name: writer for writer in (TracedParquetWriter, TracedHfWriter, TracedJsonlWriter)}

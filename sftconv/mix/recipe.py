@@ -111,6 +111,7 @@ def parse_recipe(data: Any, base: Path = Path(".")) -> Recipe:
     for number, source in enumerate(data.get("sources") or []):
         if isinstance(source, dict):
             check_keys(source, [*SOURCE_KEYS, *option_keys()], f"sources[{number}]")
+            check_share(source, f"sources[{number}]")
     if isinstance(data.get("defaults"), dict):
         check_keys(data["defaults"], option_keys(), "defaults")
     problems = sorted(validator("recipe").iter_errors(data), key=lambda e: list(map(str, e.path)))
@@ -141,6 +142,17 @@ def check_keys(data: dict, known: list[str], where: str) -> None:
             close = get_close_matches(str(key), known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
             raise RecipeError(f"{where}: unknown key {key!r}{hint}")
+
+
+def check_share(source: dict, where: str) -> None:
+    """Refuse two shares for one source, and a fraction above 1 (upsampling is `repeat`)."""
+    kinds = [kind for kind in SHARES if kind in source]
+    if len(kinds) > 1:
+        raise RecipeError(f"{where}: give one share, found {' and '.join(kinds)}")
+    fraction = source.get("fraction")
+    if isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and fraction > 1:
+        raise RecipeError(f"{where}: fraction {fraction} is more than the whole source; to upsample, "
+                          f"write repeat: {fraction}")
 
 
 def source_spec(source: dict, defaults: dict, base: Path, pack: int | None) -> SourceSpec:
