@@ -434,7 +434,7 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
         if isinstance(samples, StoredSamples) and "mix" in (samples.stored.manifest or {}):
             from .mix.output import with_origins
 
-            shown = with_origins(shown, samples.stored.format)
+            shown = with_origins(shown, samples.stored.format, samples.stored.manifest["mix"]["sources"])
         if html_file:
             with open(html_file, "w", encoding="utf-8") as handle:
                 handle.write(render_html(shown, samples.tokenizer, title=samples.name))

@@ -130,8 +130,14 @@ def read_trace(path: Path, format: str) -> list[dict]:
     return table.select(["source", "source_row"]).to_pylist()
 
 
-def with_origins(shown: list[Shown], format: str) -> list[Shown]:
-    """Shown samples of a mix, each with its source and its row in that source's cache."""
+def with_origins(shown: list[Shown], format: str, sources: list[dict]) -> list[Shown]:
+    """Shown samples of a mix, each with its source, its row in that source's cache and, where known, its record.
+
+    `sources` is the manifest's `mix.sources` (see `trace.record_location`).
+    """
+    from .trace import record_location
+
+    by_name = {source["name"]: source for source in sources}
     traces: dict[str, list[dict]] = {}
     result = []
     for item in shown:
@@ -142,7 +148,8 @@ def with_origins(shown: list[Shown], format: str) -> list[Shown]:
         source, row = trace["source"], trace["source_row"]
         if item.place is not None:
             source, row = source[item.place], row[item.place]
-        result.append(replace(item, origin=f"{source} row {row}"))
+        record = record_location(by_name[source], row)
+        result.append(replace(item, origin=f"{source} row {row}" + (f" ({record})" if record else "")))
     return result
 
 
