@@ -76,20 +76,24 @@ def source_rng(seed: int, name: str) -> np.random.Generator:
 def share_count(share: Share, trained: np.ndarray, name: str) -> int:
     """How many samples a share takes of a source whose samples, in draw order, train `trained` tokens each.
 
-    fraction and repeat round half up; trained_tokens takes samples until their trained tokens reach
+    fraction and repeat round half up (and take nothing of an empty source); trained_tokens takes samples until their trained tokens reach
     the budget (the last one may pass it), in whole passes first where the budget exceeds the source.
 
     Raises:
-        MixError: a trained-token budget for a source with no trained token.
+        MixError: samples or trained tokens asked of a source with none.
     """
     count = len(trained)
-    if share.kind == "samples":
-        return share.value
     if share.kind in ("fraction", "repeat"):
         return math.floor(share.value * count + 0.5)
+    if count == 0:
+        raise MixError(f"source {name}: {share.kind} {share.value:,} cannot be met: it has no samples to take "
+                       "(its cache's manifest.json and rejects.jsonl say why); give it a fraction or repeat, "
+                       "or remove it")
+    if share.kind == "samples":
+        return share.value
     total = int(trained.sum())
     if total == 0:
-        raise MixError(f"source {name}: trained_tokens {share.value:,} cannot be reached: its samples train no "
+        raise MixError(f"source {name}: trained_tokens {share.value:,} cannot be met: its samples train no "
                        "token (check its train_on), so give it a fraction, samples or repeat instead")
     passes, rest = divmod(share.value, total)
     return passes * count + (int(np.searchsorted(np.cumsum(trained), rest, side="left")) + 1 if rest else 0)
@@ -98,9 +102,10 @@ def share_count(share: Share, trained: np.ndarray, name: str) -> int:
 def select(share: Share, trained: np.ndarray, rng: np.random.Generator, name: str) -> np.ndarray:
     """Positions the share takes: a permutation from `rng`, cycled whole as often as needed, then its prefix."""
     order = rng.permutation(len(trained))
-    if not len(order):
-        return order
-    passes, rest = divmod(share_count(share, trained[order], name), len(order))
+    count = share_count(share, trained[order], name)
+    if not count:
+        return order[:0]
+    passes, rest = divmod(count, len(order))
     return np.concatenate([np.tile(order, passes), order[:rest]])
 
 
