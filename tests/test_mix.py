@@ -372,3 +372,16 @@ def test_a_share_no_sample_can_meet_is_an_error(tmp_path):
                                         base=tmp_path), str(tmp_path / "out"), cache=tmp_path / "cache")
     assert manifest["mix"]["warnings"] == ["source bad: no samples to take (see its cache's manifest for why); "
                                            "it adds nothing"]
+
+
+def test_the_readme_recipe_runs_as_documented(built, tmp_path):
+    _, _, _, cache = built
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index("## Mixes"):].split("```yaml\n", 1)[1].split("```", 1)[0]
+    manifest, caches = make_mix(parse_recipe(yaml.safe_load(block), base=SHARED_DATA), str(tmp_path / "mix"),
+                                cache=cache)
+    entries = {e["name"]: e for e in manifest["mix"]["sources"]}
+    assert entries["cookbook"]["too_long_for_pack"] == 1 and entries["cookbook"]["samples_taken"] == 9
+    assert entries["alpaca"]["samples_taken"] == 300
+    assert entries["codegen"]["samples_taken"] == 5000 and manifest["packing"]["seq_len"] == 4096
+    assert sum(c.built for c in caches) == 0  # the same sources and options as the recipe above: its caches
