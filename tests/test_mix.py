@@ -18,7 +18,7 @@ from sftconv.cli import main
 from sftconv.conversation import Location
 from sftconv.mix import MixError, RecipeError, make_mix, parse_recipe
 from sftconv.mix import cache as cache_module
-from sftconv.mix.blend import read_cache
+from sftconv.mix.blend import read_caches
 from sftconv.mix.cache import build_cache, cache_folder
 from sftconv.mix.recipe import option_keys
 from sftconv.mix.trace import record_location
@@ -106,7 +106,7 @@ def test_counts_and_token_shares_add_up(built):
 
 def test_rows_trace_back_to_their_cache_rows_and_records(built):
     manifest, caches, out, _ = built
-    samples = {c.spec.name: read_cache(c) for c in caches}
+    samples = {c.spec.name: read_caches([c]) for c in caches}
     for row in output_rows(out)[:200]:
         cache = samples[row["source"]]
         start, stop = cache.offsets[row["source_row"]], cache.offsets[row["source_row"] + 1]

@@ -40,32 +40,42 @@ class MixError(Exception):
 
 @dataclass
 class SourceRows:
-    """A cache's samples in memory, and which of them the mix takes."""
+    """A cache's samples, held in the mix's joined samples from `first` on, and which of them the mix takes."""
 
     cached: Cached
-    samples: Samples
+    first: int
+    lengths: np.ndarray  # tokens of each sample
     trained: np.ndarray  # trained tokens of each sample
     available: np.ndarray  # rows that may be taken (with pack: those that fit in a row)
     taken: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # rows taken, in draw order
 
 
-def read_cache(cached: Cached) -> Samples:
-    """Every sample of a source's cache (unpacked Parquet, as convert wrote it), in row order."""
+def read_caches(caches: list[Cached]) -> Samples:
+    """Every sample of these caches (unpacked Parquet, as convert wrote it), joined in order.
+
+    The arrays are sized from the caches' manifests first, so the tokens are held once, not once per
+    cache and again joined.
+    """
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    ids, masks, lengths = [], [], []
-    for shard in cached.manifest["shards"]:
-        for entry in shard["files"]:
-            table = pq.read_table(cached.folder / entry["file"], columns=["input_ids", "loss_mask"])
-            for chunk in table.column("input_ids").chunks:
-                ids.append(chunk.flatten().to_numpy())
-                lengths.append(pc.list_value_length(chunk).to_numpy())
-            masks.extend(chunk.flatten().to_numpy() for chunk in table.column("loss_mask").chunks)
-    if not lengths:
-        return Samples(np.zeros(0, np.int32), np.zeros(0, np.uint8), np.zeros(0, np.int64))
-    return Samples(np.concatenate(ids).astype(np.int32), np.concatenate(masks).astype(np.uint8),
-                   np.concatenate(lengths).astype(np.int64))
+    counts = [cached.manifest["counts"] for cached in caches]
+    joined = Samples(np.empty(sum(c["tokens"] for c in counts), np.int32),
+                     np.empty(sum(c["tokens"] for c in counts), np.uint8),
+                     np.empty(sum(c["written"] for c in counts), np.int64))
+    token, sample = 0, 0
+    for cached in caches:
+        for shard in cached.manifest["shards"]:
+            for entry in shard["files"]:
+                table = pq.read_table(cached.folder / entry["file"], columns=["input_ids", "loss_mask"])
+                for ids, mask in zip(table.column("input_ids").chunks, table.column("loss_mask").chunks):
+                    lengths = pc.list_value_length(ids).to_numpy()
+                    stop = token + int(lengths.sum())
+                    joined.input_ids[token:stop] = ids.flatten().to_numpy()
+                    joined.loss_mask[token:stop] = mask.flatten().to_numpy()
+                    joined.lengths[sample:sample + len(lengths)] = lengths
+                    token, sample = stop, sample + len(lengths)
+    return joined
 
 
 def source_rng(seed: int, name: str) -> np.random.Generator:
@@ -109,8 +119,8 @@ def select(share: Share, trained: np.ndarray, rng: np.random.Generator, name: st
     return np.concatenate([np.tile(order, passes), order[:rest]])
 
 
-def open_sources(recipe: Recipe, caches: list[Cached]) -> list[SourceRows]:
-    """Each cache read, its available rows known and its share drawn.
+def open_sources(recipe: Recipe, caches: list[Cached]) -> tuple[list[SourceRows], Samples]:
+    """Each cache read, its available rows known and its share drawn; returns them and every cache's samples joined.
 
     Raises:
         MixError: caches made with different tokenizers, or a share that cannot be met.
@@ -119,18 +129,22 @@ def open_sources(recipe: Recipe, caches: list[Cached]) -> list[SourceRows]:
     if len(tokenizers) > 1:
         raise MixError("the sources were tokenized with different tokenizers; a mix needs one: give `tokenizer` "
                        "in the recipe's defaults only")
-    sources = []
-    for cached in caches:
-        samples = read_cache(cached)
-        trained = (np.add.reduceat(samples.loss_mask, samples.offsets[:-1], dtype=np.int64) if len(samples)
+    everything = read_caches(caches)
+    offsets = everything.offsets
+    trained_all = (np.add.reduceat(everything.loss_mask, offsets[:-1], dtype=np.int64) if len(everything)
                    else np.zeros(0, dtype=np.int64))
-        fits = samples.lengths <= recipe.pack if recipe.pack is not None else np.ones(len(samples), dtype=bool)
-        rows = SourceRows(cached, samples, trained, np.flatnonzero(fits))
+    sources, first = [], 0
+    for cached in caches:
+        stop = first + cached.manifest["counts"]["written"]
+        lengths, trained = everything.lengths[first:stop], trained_all[first:stop]
+        fits = lengths <= recipe.pack if recipe.pack is not None else np.ones(len(lengths), dtype=bool)
+        rows = SourceRows(cached, first, lengths, trained, np.flatnonzero(fits))
         chosen = select(cached.spec.share, trained[rows.available], source_rng(recipe.seed, cached.spec.name),
                         cached.spec.name)
         rows.taken = rows.available[chosen]
         sources.append(rows)
-    return sources
+        first = stop
+    return sources, everything
 
 
 def blend(recipe: Recipe, caches: list[Cached], out_dir: str, *, overwrite: bool = False) -> dict:
@@ -139,14 +153,14 @@ def blend(recipe: Recipe, caches: list[Cached], out_dir: str, *, overwrite: bool
     Raises:
         MixError: `out_dir` holds files and `overwrite` is not set, or a share cannot be met (see `open_sources`).
     """
-    sources = open_sources(recipe, caches)
+    sources, everything = open_sources(recipe, caches)
     warnings = share_warnings(sources)
     with Folder.at(out_dir) as folder:
         prepare(folder, overwrite)
         if recipe.format == "megatron":
-            shards = write_megatron(folder, sources)
+            shards = write_megatron(folder, sources, everything)
         else:
-            shards = write_blend(folder, recipe, sources)
+            shards = write_blend(folder, recipe, sources, everything)
         manifest = mix_manifest(recipe, sources, shards, warnings)
         if recipe.format == "megatron":
             folder.write_text(DATA_PATH_FILE, " ".join(manifest["mix"]["megatron_data_path"]) + "\n")
@@ -172,10 +186,9 @@ def prepare(folder: Folder, overwrite: bool) -> None:
             folder.remove(name)
 
 
-def write_blend(folder: Folder, recipe: Recipe, sources: list[SourceRows]) -> list[ShardInfo]:
+def write_blend(folder: Folder, recipe: Recipe, sources: list[SourceRows], everything: Samples) -> list[ShardInfo]:
     """The chosen samples of every source, shuffled together, packed if asked, written with their origins."""
-    bases = np.cumsum([0] + [len(s.samples) for s in sources])[:-1]
-    everything = Samples.concat([s.samples for s in sources]) if sources else None
+    bases = np.array([s.first for s in sources], dtype=np.int64)
     origin = np.concatenate([np.full(len(s.taken), i, dtype=np.int64) for i, s in enumerate(sources)])
     rows = np.concatenate([s.taken for s in sources]).astype(np.int64)
     order = np.random.default_rng([recipe.seed]).permutation(len(rows))
@@ -212,7 +225,7 @@ def write_blend(folder: Folder, recipe: Recipe, sources: list[SourceRows]) -> li
     return type(writer).finish(folder, shards, packed=packed)
 
 
-def write_megatron(folder: Folder, sources: list[SourceRows]) -> list[ShardInfo]:
+def write_megatron(folder: Folder, sources: list[SourceRows], everything: Samples) -> list[ShardInfo]:
     """One indexed dataset per source holding all its available samples (`part-0000I-shard-00000`), in cache order."""
     shards = []
     for number, source in enumerate(sources):
@@ -220,8 +233,8 @@ def write_megatron(folder: Folder, sources: list[SourceRows]) -> list[ShardInfo]
                                      publish=folder.publish)
         try:
             for start in range(0, len(source.available), BLEND_BATCH):
-                part = source.available[start:start + BLEND_BATCH]
-                writer.write_columns(Columns.from_samples(source.samples.take(part)))
+                part = source.available[start:start + BLEND_BATCH] + source.first
+                writer.write_columns(Columns.from_samples(everything.take(part)))
             shards += writer.close()
         except BaseException:
             writer.abort()
@@ -262,10 +275,10 @@ def mix_manifest(recipe: Recipe, sources: list[SourceRows], shards: list[ShardIn
             "rejected": counts["rejected"],
             "dropped": counts["dropped"],
             "samples_available": len(source.available),
-            "too_long_for_pack": len(source.samples) - len(source.available),
+            "too_long_for_pack": len(source.lengths) - len(source.available),
             "samples_taken": len(taken),
             "repeat_factor": round(len(taken) / len(source.available), 6) if len(source.available) else 0.0,
-            "tokens": int(source.samples.lengths[taken].sum()),
+            "tokens": int(source.lengths[taken].sum()),
             "trained_tokens": int(source.trained[taken].sum()),
         }
         total_trained += entry["trained_tokens"]
