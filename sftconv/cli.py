@@ -35,8 +35,9 @@ class Commands(click.Group):
                 import traceback
 
                 traceback.print_exc()
-            convert = ctx.invoked_subcommand == "convert"
-            hint = "; rerun with --resume (not --overwrite) to finish the run" if convert else ""
+            hint = {"convert": "; rerun with --resume (not --overwrite) to finish the run",
+                    "mix": "; run the mix again (with --overwrite if it had started writing): the caches it "
+                           "finished are kept and the one it was converting resumes"}.get(ctx.invoked_subcommand, "")
             click.echo(f"sftconv: interrupted{hint}", err=True)
             ctx.exit(130)
         except OSError as error:
@@ -688,7 +689,8 @@ def echo_mix(manifest: dict, caches: list, out_dir: str) -> None:
                       f"{entry['trained_share']:.1%}"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for line in lines:
-        click.echo("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))))
+        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        click.echo("  ".join(cells).rstrip())
     counts = manifest["counts"]
     click.echo(f"\n{counts['written']:,} samples in {counts['rows']:,} rows, {counts['tokens']:,} tokens "
                f"({counts['trained_tokens']:,} trained), {len(manifest['shards']):,} shard(s) in {out_dir}")

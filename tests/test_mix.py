@@ -106,7 +106,7 @@ def test_counts_and_token_shares_add_up(built):
 
 def test_rows_trace_back_to_their_cache_rows_and_records(built):
     manifest, caches, out, _ = built
-    samples = {c.spec.name: read_caches([c]) for c in caches}
+    samples = {c.spec.name: read_caches([c])[0] for c in caches}
     for row in output_rows(out)[:200]:
         cache = samples[row["source"]]
         start, stop = cache.offsets[row["source_row"]], cache.offsets[row["source_row"] + 1]
@@ -168,8 +168,8 @@ def test_a_changed_seed_or_pack_remixes_from_the_same_caches(built, tmp_path, mo
 
 def test_edits_invalidate_exactly_the_caches_they_affect(tmp_path):
     for name in ("a", "b"):
-        (tmp_path / f"{name}.jsonl").write_text(json.dumps(
-            {"messages": [{"role": "user", "content": f"hi {name}"}, {"role": "assistant", "content": "hello"}]}) + "\n")
+        chat = [{"role": "user", "content": f"hi {name}"}, {"role": "assistant", "content": "hello"}]
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps({"messages": chat}) + "\n")
     data = {"sources": [{"name": "a", "inputs": "a.jsonl"}, {"name": "b", "inputs": "b.jsonl"}]}
     root = tmp_path / "cache"
 

@@ -8,8 +8,8 @@ as often as a share above the source's size needs. So changing one source's shar
 which rows another gives, and a larger fraction only adds rows.
 
 Order: a full shuffle of every chosen sample (seeded), so sources are spread evenly through the
-mix. It holds the chosen sources' tokens in memory, 5 bytes a token (id and mask), plus 24 bytes a
-chosen sample; packing then goes through the mix `pack_window` samples at a time, as convert does.
+mix; packing then goes through the mix `pack_window` samples at a time, as convert does. Memory:
+every cache's tokens, held once (5 bytes a token: id and mask), plus about 40 bytes a chosen sample.
 """
 
 from __future__ import annotations
@@ -50,32 +50,39 @@ class SourceRows:
     taken: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # rows taken, in draw order
 
 
-def read_caches(caches: list[Cached]) -> Samples:
-    """Every sample of these caches (unpacked Parquet, as convert wrote it), joined in order.
+def read_caches(caches: list[Cached]) -> tuple[Samples, np.ndarray]:
+    """Every sample of these caches (unpacked Parquet, as convert wrote it), joined in order, and each one's
+    trained tokens.
 
     The arrays are sized from the caches' manifests first, so the tokens are held once, not once per
     cache and again joined.
     """
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     counts = [cached.manifest["counts"] for cached in caches]
     joined = Samples(np.empty(sum(c["tokens"] for c in counts), np.int32),
                      np.empty(sum(c["tokens"] for c in counts), np.uint8),
                      np.empty(sum(c["written"] for c in counts), np.int64))
+    trained = np.empty(len(joined), np.int64)
     token, sample = 0, 0
     for cached in caches:
         for shard in cached.manifest["shards"]:
             for entry in shard["files"]:
-                table = pq.read_table(cached.folder / entry["file"], columns=["input_ids", "loss_mask"])
-                for ids, mask in zip(table.column("input_ids").chunks, table.column("loss_mask").chunks):
-                    lengths = pc.list_value_length(ids).to_numpy()
-                    stop = token + int(lengths.sum())
+                shard_file = pq.ParquetFile(cached.folder / entry["file"])
+                # a row group at a time, in this thread: pyarrow's own readers hold several times the data
+                for group in range(shard_file.num_row_groups):
+                    table = shard_file.read_row_group(group, columns=["input_ids", "loss_mask"], use_threads=False)
+                    ids, mask = (table.column(name).combine_chunks() for name in ("input_ids", "loss_mask"))
+                    offsets = ids.offsets.to_numpy()
+                    lengths, starts = np.diff(offsets), offsets[:-1] - offsets[0]
+                    stop, rows = token + int(lengths.sum()), slice(sample, sample + len(lengths))
                     joined.input_ids[token:stop] = ids.flatten().to_numpy()
                     joined.loss_mask[token:stop] = mask.flatten().to_numpy()
-                    joined.lengths[sample:sample + len(lengths)] = lengths
-                    token, sample = stop, sample + len(lengths)
-    return joined
+                    joined.lengths[rows] = lengths
+                    trained[rows] = np.add.reduceat(joined.loss_mask[token:stop], starts, dtype=np.int64) \
+                        if len(lengths) else 0
+                    token, sample = stop, rows.stop
+    return joined, trained
 
 
 def source_rng(seed: int, name: str) -> np.random.Generator:
@@ -86,8 +93,8 @@ def source_rng(seed: int, name: str) -> np.random.Generator:
 def share_count(share: Share, trained: np.ndarray, name: str) -> int:
     """How many samples a share takes of a source whose samples, in draw order, train `trained` tokens each.
 
-    fraction and repeat round half up (and take nothing of an empty source); trained_tokens takes samples until their trained tokens reach
-    the budget (the last one may pass it), in whole passes first where the budget exceeds the source.
+    fraction and repeat round half up (and take nothing of an empty source); trained_tokens takes
+    samples until their trained tokens reach the budget (the last one may pass it), in whole passes first where the budget exceeds the source.
 
     Raises:
         MixError: samples or trained tokens asked of a source with none.
@@ -129,10 +136,7 @@ def open_sources(recipe: Recipe, caches: list[Cached]) -> tuple[list[SourceRows]
     if len(tokenizers) > 1:
         raise MixError("the sources were tokenized with different tokenizers; a mix needs one: give `tokenizer` "
                        "in the recipe's defaults only")
-    everything = read_caches(caches)
-    offsets = everything.offsets
-    trained_all = (np.add.reduceat(everything.loss_mask, offsets[:-1], dtype=np.int64) if len(everything)
-                   else np.zeros(0, dtype=np.int64))
+    everything, trained_all = read_caches(caches)
     sources, first = [], 0
     for cached in caches:
         stop = first + cached.manifest["counts"]["written"]
@@ -256,7 +260,7 @@ def share_warnings(sources: list[SourceRows]) -> list[str]:
 
 
 def mix_manifest(recipe: Recipe, sources: list[SourceRows], shards: list[ShardInfo], warnings: list[str]) -> dict:
-    """The mix's manifest: convert's fields (so validate and inspect read the mix as they read a convert run), plus `mix`.
+    """The mix's manifest: convert's fields (so validate and inspect read a mix as any output), plus `mix`.
 
     For format megatron the shards hold every available sample and `samples_taken` is what the
     blend weights draw for one pass.

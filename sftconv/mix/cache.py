@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,7 +45,7 @@ class Cached:
     folder: Path
     built: bool
 
-    @property
+    @cached_property
     def manifest(self) -> dict:
         return json.loads((self.folder / MANIFEST_FILE).read_text(encoding="utf-8"))
 

@@ -219,7 +219,8 @@ def typed(key: str, value: Any, hint: Any) -> Any:
     Raises:
         ValueError: the value does not fit, with the choices where there are some.
     """
-    kinds = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) in (Union, types.UnionType) else [hint]
+    union = get_origin(hint) in (Union, types.UnionType)
+    kinds = [a for a in get_args(hint) if a is not type(None)] if union else [hint]
     if value is None and len(kinds) < len(get_args(hint)):
         return None
     kind = kinds[0]

@@ -85,7 +85,8 @@ class HfShardWriter(ShardWriter):
             "_output_all_columns": False,
             "_split": None,
         }
-        info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(cls.table_schema(packed))))
+        features = Features.from_arrow_schema(cls.table_schema(packed))
+        info = asdict(DatasetInfo(description=DESCRIPTION, features=features))
         folder.write_text(INFO_FILE, json.dumps({key: info[key] for key in sorted(info)}, indent=2))
         folder.write_text(STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
         return shards
