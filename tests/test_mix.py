@@ -178,11 +178,14 @@ def test_edits_invalidate_exactly_the_caches_they_affect(tmp_path):
 
     first = folders(data)
     assert folders(json.loads(json.dumps(data))) == first
+    make_mix(parse_recipe(data, base=tmp_path), str(tmp_path / "one"), cache=root)
     with open(tmp_path / "a.jsonl", "a") as handle:
         handle.write(json.dumps({"messages": [{"role": "user", "content": "more"},
                                                          {"role": "assistant", "content": "yes"}]}) + "\n")
     edited = folders(data)
     assert edited[0] != first[0] and edited[1] == first[1]
+    _, caches = make_mix(parse_recipe(data, base=tmp_path), str(tmp_path / "two"), cache=root)
+    assert [c.built for c in caches] == [True, False]
     data["sources"][1]["system"] = "Be brief."
     optioned = folders(data)
     assert optioned[0] == edited[0] and optioned[1] != edited[1]

@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import __version__
 from ..packing import Packer, PackedRows
-from ..template import MaskPolicy, Samples
+from ..template import Samples
 from ..writers import WRITERS, ShardInfo, write_manifest
 from ..writers.folder import Folder
 from ..writers.shards import Columns
@@ -292,7 +292,7 @@ def mix_manifest(recipe: Recipe, sources: list[SourceRows], shards: list[ShardIn
     written = sum(s.samples for s in shards)
     rows = sum(s.rows for s in shards)
     tokens = sum(s.tokens for s in shards)
-    policies = {MaskPolicy(s.cached.spec.options.train_on).value for s in sources}
+    policies = {entry["options"]["train_on"] for entry in per_source}
     mix = {"recipe": recipe.given, "seed": recipe.seed, "order": "full shuffle", "sources": per_source,
            "samples": sum(e["samples_taken"] for e in per_source),
            "trained_tokens": total_trained, "warnings": warnings}
@@ -311,8 +311,7 @@ def mix_manifest(recipe: Recipe, sources: list[SourceRows], shards: list[ShardIn
             "seed": recipe.seed, "pack": recipe.pack, "pack_window": recipe.pack_window,
             "shard_rows": recipe.shard_rows, "shard_bytes": recipe.shard_bytes,
             # "all" where any source trains everything: validate then allows trained headers
-            "train_on": MaskPolicy.ALL.value if MaskPolicy.ALL.value in policies else
-            policies.pop() if len(policies) == 1 else "mixed",
+            "train_on": "all" if "all" in policies else policies.pop() if len(policies) == 1 else "mixed",
         },
         "tokenizer": first.get("tokenizer"),
         "counts": {"read": written, "written": written, "rejected": 0, "dropped": 0, "rejected_by_reason": {},
