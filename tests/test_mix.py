@@ -164,6 +164,9 @@ def test_a_changed_seed_or_pack_remixes_from_the_same_caches(built, tmp_path, mo
     assert entries["fastchat"]["samples_taken"] == int(0.25 * entries["fastchat"]["samples_available"] + 0.5)
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "packed"), "-q"])
     assert result.exit_code == 0, result.output
+    first = output_rows(tmp_path / "packed")[0]
+    shown = CliRunner().invoke(main, ["inspect", str(tmp_path / "packed"), "--index", "1", "--plain"]).output
+    assert f"[row 0, sample 1] from {first['source'][1]} row {first['source_row'][1]}" in shown
 
 
 def test_edits_invalidate_exactly_the_caches_they_affect(tmp_path):

@@ -297,8 +297,8 @@ def mix_manifest(recipe: Recipe, sources: list[SourceRows], shards: list[ShardIn
            "samples": sum(e["samples_taken"] for e in per_source),
            "trained_tokens": total_trained, "warnings": warnings}
     if recipe.format == "megatron":
-        mix["megatron_data_path"] = [
-            item for number, entry in enumerate(per_source)
+        mix["megatron_data_path"] = [  # a source with no samples has no dataset, and takes no weight
+            item for number, entry in enumerate(per_source) if entry["samples_available"]
             for item in (f"{entry['samples_taken'] / max(mix['samples'], 1):.6g}",
                          f"part-{number:05d}-shard-00000.input_ids")]
     first = sources[0].cached.manifest if sources else {}

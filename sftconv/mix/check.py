@@ -72,8 +72,9 @@ def check_mix(folder: Path, report: Report) -> None:
     where = Location(str(folder / MANIFEST_FILE))
     megatron = manifest["format"] == "megatron"
     expected = {e["name"]: e["samples_available" if megatron else "samples_taken"] for e in sources}
-    if megatron:
-        found = Counter({e["name"]: shard["samples"] for e, shard in zip(sources, manifest["shards"])})
+    if megatron:  # a dataset per source that has samples, in the sources' order
+        found = Counter({e["name"]: shard["samples"]
+                         for e, shard in zip([e for e in sources if e["samples_available"]], manifest["shards"])})
     else:
         found = Counter(name for shard in manifest["shards"] for entry in shard["files"]
                         for name in source_column(folder / entry["file"], manifest["format"]))
