@@ -7,9 +7,11 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import s3fs
 import yaml
 from click.testing import CliRunner
 
@@ -391,3 +393,18 @@ def test_the_readme_recipe_runs_as_documented(built, tmp_path):
     assert entries["alpaca"]["samples_taken"] == 300
     assert entries["codegen"]["samples_taken"] == 5000 and manifest["packing"]["seq_len"] == 4096
     assert sum(c.built for c in caches) == 0  # the same sources and options as the recipe above: its caches
+
+
+def test_a_source_at_a_url_is_cached_by_its_object_version(s3, tmp_path):
+    chat = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    (tmp_path / "local.jsonl").write_text(json.dumps({"messages": chat}) + "\n")
+    bucket = s3.removeprefix("s3://")
+    boto3.client("s3").put_object(Bucket=bucket, Key="chat.jsonl", Body=json.dumps({"messages": chat * 2}) + "\n")
+    data = {"sources": [{"name": "remote", "inputs": f"{s3}/chat.jsonl", "repeat": 2},
+                        {"name": "local", "inputs": "local.jsonl"}]}
+    manifest, caches = make_mix(parse_recipe(data, base=tmp_path), str(tmp_path / "one"), cache=tmp_path / "cache")
+    assert [e["samples_taken"] for e in manifest["mix"]["sources"]] == [2, 1]
+    boto3.client("s3").put_object(Bucket=bucket, Key="chat.jsonl", Body=json.dumps({"messages": chat * 3}) + "\n")
+    s3fs.S3FileSystem.clear_instance_cache()  # as a later run would, in a new process
+    _, again = make_mix(parse_recipe(data, base=tmp_path), str(tmp_path / "two"), cache=tmp_path / "cache")
+    assert [c.built for c in again] == [True, False] and again[0].folder != caches[0].folder
