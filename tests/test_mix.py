@@ -408,3 +408,15 @@ def test_a_source_at_a_url_is_cached_by_its_object_version(s3, tmp_path):
     s3fs.S3FileSystem.clear_instance_cache()  # as a later run would, in a new process
     _, again = make_mix(parse_recipe(data, base=tmp_path), str(tmp_path / "two"), cache=tmp_path / "cache")
     assert [c.built for c in again] == [True, False] and again[0].folder != caches[0].folder
+
+
+def test_a_record_is_not_named_once_its_input_changed(tmp_path):
+    lines = [json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]})
+             for i in range(3)]
+    (tmp_path / "chat.jsonl").write_text("\n".join(["{broken", *lines]) + "\n")
+    recipe = parse_recipe({"sources": [{"name": "chat", "inputs": "chat.jsonl"}]}, base=tmp_path)
+    manifest, _ = make_mix(recipe, str(tmp_path / "out"), cache=tmp_path / "cache")
+    source = manifest["mix"]["sources"][0]
+    assert record_location(source, 2) == Location(str(tmp_path / "chat.jsonl"), line=4)  # line 1 is rejected
+    (tmp_path / "chat.jsonl").write_text("\n".join(lines) + "\n")
+    assert record_location(source, 2) is None

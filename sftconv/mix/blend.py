@@ -275,6 +275,7 @@ def mix_manifest(recipe: Recipe, sources: list[SourceRows], shards: list[ShardIn
             "share": source.cached.spec.share.to_json(),
             "options": source.cached.spec.options.to_json(),
             "cache": str(source.cached.folder),
+            "input_versions": source.cached.versions,
             "records_read": counts["read"],
             "rejected": counts["rejected"],
             "dropped": counts["dropped"],

@@ -39,10 +39,11 @@ def default_cache() -> Path:
 
 @dataclass(frozen=True)
 class Cached:
-    """A source's cache folder and whether this run built it (False: an earlier run's, reused as it was)."""
+    """A source's cache folder, the versions of the inputs it holds, and whether this run built it (False: reused)."""
 
     spec: SourceSpec
     folder: Path
+    versions: list[dict]  # each input's `input_identity`
     built: bool
 
     @cached_property
@@ -72,15 +73,20 @@ def cache_identity(spec: SourceSpec) -> dict:
         raise ConvertError(f"source {spec.name}: {error}") from error
     if not paths:
         raise ConvertError(f"source {spec.name}: no input files found in {', '.join(spec.inputs)}")
-    return {"sftconv_version": __version__, "inputs": [input_identity(path) for path in paths],
+    return {"name": spec.name, "sftconv_version": __version__, "inputs": [input_identity(path) for path in paths],
             "options": spec.options.to_json(), "fields": repr(replace(spec.options, tokenizer=None)),
             "tokenizer": tokenizer}
 
 
 def cache_folder(root: Path, spec: SourceSpec) -> Path:
     """The folder holding (or to hold) this source's cache."""
-    key = hashlib.sha256(json.dumps(cache_identity(spec), sort_keys=True).encode()).hexdigest()[:16]
-    return root / f"{spec.name}-{key}"
+    return locate(root, cache_identity(spec))
+
+
+def locate(root: Path, identity: dict) -> Path:
+    """The cache folder of a source of this identity."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    return root / f"{identity['name']}-{key}"
 
 
 def build_cache(spec: SourceSpec, root: Path, *, workers: int = 1, engine: RayEngine | None = None,
@@ -90,8 +96,9 @@ def build_cache(spec: SourceSpec, root: Path, *, workers: int = 1, engine: RayEn
     Raises:
         ConvertError: the source cannot be converted (see `pipeline.convert`).
     """
-    folder = cache_folder(root, spec)
+    identity = cache_identity(spec)
+    folder = locate(root, identity)
     if (folder / MANIFEST_FILE).is_file():
-        return Cached(spec, folder, built=False)
+        return Cached(spec, folder, identity["inputs"], built=False)
     convert(list(spec.inputs), folder, spec.options, resume=True, progress=progress, workers=workers, engine=engine)
-    return Cached(spec, folder, built=True)
+    return Cached(spec, folder, identity["inputs"], built=True)

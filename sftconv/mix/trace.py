@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from ..conversation import Location
+from ..pipeline import input_identity
 from ..readers import expand_inputs, read_records
 from ..writers import MANIFEST_FILE, REJECTS_FILE
 
@@ -20,7 +21,8 @@ from ..writers import MANIFEST_FILE, REJECTS_FILE
 def record_location(source: dict, row: int) -> Location | None:
     """The location of the record behind row `row` of a source's cache (an entry of manifest `mix.sources`).
 
-    None where it cannot be told: the cache is gone, it dropped samples by length, or the inputs changed.
+    None where it cannot be told: the cache is gone, it dropped samples by length, or an input changed
+    since the mix (its `input_versions` differ).
     """
     cache = Path(source["cache"])
     try:
@@ -33,7 +35,10 @@ def record_location(source: dict, row: int) -> Location | None:
         return None
     position = 0
     try:
-        for item in read_records(expand_inputs(source["inputs"]), split=source["options"].get("split")):
+        paths = expand_inputs(source["inputs"])
+        if [input_identity(path) for path in paths] != source["input_versions"]:
+            return None
+        for item in read_records(paths, split=source["options"].get("split")):
             if str(item.location) in rejected:
                 continue
             if position == row:
