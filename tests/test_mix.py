@@ -308,6 +308,7 @@ def test_the_mix_command_prints_a_table_and_reuses_caches(built, tmp_path):
     ({"trained_tokens": "5 lots"}, "source s: trained_tokens: '5 lots' is not an amount"),
     ({"samples": 0}, "sources/0/samples: 0 is less than the minimum of 1"),
     ({"mapping": {"mesages": "dialog"}}, "source s: mapping: top level: Additional properties"),
+    ({"max_seq_len": 64, "overflow": "truncate-tokens"}, "source s: overflow truncate-tokens cuts trained turns"),
 ])
 def test_a_bad_recipe_is_refused_naming_the_key(change, message):
     with pytest.raises(RecipeError) as error:

@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from ..lengths import Overflow
 from ..packing import DEFAULT_WINDOW
 from ..pipeline import ConvertOptions
 from ..remote import is_url
@@ -163,6 +164,10 @@ def source_spec(source: dict, defaults: dict, base: Path, pack: int | None) -> S
         options = convert_options(given, base)
     except (ValueError, MappingError, OSError) as error:
         raise RecipeError(f"source {name}: {error}") from error
+    if options.overflow is Overflow.TRUNCATE_TOKENS and options.max_seq_len is not None:
+        # validate holds a mix to one limit, and could not tell such cuts from broken samples of another source
+        raise RecipeError(f"source {name}: overflow truncate-tokens cuts trained turns short, which a mix's "
+                          "validation cannot tell from broken samples; use overflow truncate (whole turns) or drop")
     if pack is not None and options.max_seq_len is not None and options.max_seq_len > pack:
         raise RecipeError(f"source {name}: max_seq_len {options.max_seq_len} is longer than pack {pack}: such a "
                           "sample cannot be packed; lower max_seq_len or leave it out")
