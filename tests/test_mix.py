@@ -421,3 +421,14 @@ def test_a_record_is_not_named_once_its_input_changed(tmp_path):
     assert record_location(source, 2) == Location(str(tmp_path / "chat.jsonl"), line=4)  # line 1 is rejected
     (tmp_path / "chat.jsonl").write_text("\n".join(lines) + "\n")
     assert record_location(source, 2) is None
+
+
+def test_a_damaged_cache_says_which_folder_to_remove(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n")
+    recipe = parse_recipe({"sources": [{"name": "a", "inputs": "a.jsonl"}]}, base=tmp_path)
+    _, caches = make_mix(recipe, str(tmp_path / "one"), cache=tmp_path / "cache")
+    for shard in caches[0].folder.glob("part-*.parquet"):
+        shard.write_bytes(b"not parquet")
+    with pytest.raises(MixError, match=f"source a: its cache {caches[0].folder} cannot be read .*remove that folder"):
+        make_mix(recipe, str(tmp_path / "two"), cache=tmp_path / "cache")

@@ -56,33 +56,46 @@ def read_caches(caches: list[Cached]) -> tuple[Samples, np.ndarray]:
 
     The arrays are sized from the caches' manifests first, so the tokens are held once, not once per
     cache and again joined.
-    """
-    import pyarrow.parquet as pq
 
+    Raises:
+        MixError: a cache cannot be read (a shard deleted or damaged since it was built).
+    """
     counts = [cached.manifest["counts"] for cached in caches]
     joined = Samples(np.empty(sum(c["tokens"] for c in counts), np.int32),
                      np.empty(sum(c["tokens"] for c in counts), np.uint8),
                      np.empty(sum(c["written"] for c in counts), np.int64))
     trained = np.empty(len(joined), np.int64)
     token, sample = 0, 0
-    for cached in caches:
-        for shard in cached.manifest["shards"]:
-            for entry in shard["files"]:
-                shard_file = pq.ParquetFile(cached.folder / entry["file"])
-                # a row group at a time, in this thread: pyarrow's own readers hold several times the data
-                for group in range(shard_file.num_row_groups):
-                    table = shard_file.read_row_group(group, columns=["input_ids", "loss_mask"], use_threads=False)
-                    ids, mask = (table.column(name).combine_chunks() for name in ("input_ids", "loss_mask"))
-                    offsets = ids.offsets.to_numpy()
-                    lengths, starts = np.diff(offsets), offsets[:-1] - offsets[0]
-                    stop, rows = token + int(lengths.sum()), slice(sample, sample + len(lengths))
-                    joined.input_ids[token:stop] = ids.flatten().to_numpy()
-                    joined.loss_mask[token:stop] = mask.flatten().to_numpy()
-                    joined.lengths[rows] = lengths
-                    trained[rows] = np.add.reduceat(joined.loss_mask[token:stop], starts, dtype=np.int64) \
-                        if len(lengths) else 0
-                    token, sample = stop, rows.stop
+    for cached, count in zip(caches, counts):
+        try:
+            read_cache(cached, joined, trained, token, sample)
+        except (OSError, ValueError) as error:  # pyarrow's errors are ValueErrors too
+            raise MixError(f"source {cached.spec.name}: its cache {cached.folder} cannot be read ({error}); "
+                           "remove that folder and run the mix again") from error
+        token, sample = token + count["tokens"], sample + count["written"]
     return joined, trained
+
+
+def read_cache(cached: Cached, joined: Samples, trained: np.ndarray, token: int, sample: int) -> None:
+    """Put a cache's samples into `joined` from token `token` and sample `sample` on, and their trained tokens."""
+    import pyarrow.parquet as pq
+
+    for shard in cached.manifest["shards"]:
+        for entry in shard["files"]:
+            shard_file = pq.ParquetFile(cached.folder / entry["file"])
+            # a row group at a time, in this thread: pyarrow's own readers hold several times the data
+            for group in range(shard_file.num_row_groups):
+                table = shard_file.read_row_group(group, columns=["input_ids", "loss_mask"], use_threads=False)
+                ids, mask = (table.column(name).combine_chunks() for name in ("input_ids", "loss_mask"))
+                offsets = ids.offsets.to_numpy()
+                lengths, starts = np.diff(offsets), offsets[:-1] - offsets[0]
+                stop, rows = token + int(lengths.sum()), slice(sample, sample + len(lengths))
+                joined.input_ids[token:stop] = ids.flatten().to_numpy()
+                joined.loss_mask[token:stop] = mask.flatten().to_numpy()
+                joined.lengths[rows] = lengths
+                if len(lengths):
+                    trained[rows] = np.add.reduceat(joined.loss_mask[token:stop], starts, dtype=np.int64)
+                token, sample = stop, rows.stop
 
 
 def source_rng(seed: int, name: str) -> np.random.Generator:

@@ -76,8 +76,11 @@ def check_mix(folder: Path, report: Report) -> None:
         found = Counter({e["name"]: shard["samples"]
                          for e, shard in zip([e for e in sources if e["samples_available"]], manifest["shards"])})
     else:
-        found = Counter(name for shard in manifest["shards"] for entry in shard["files"]
-                        for name in source_column(folder / entry["file"], manifest["format"]))
+        try:
+            found = Counter(name for shard in manifest["shards"] for entry in shard["files"]
+                            for name in source_column(folder / entry["file"], manifest["format"]))
+        except (OSError, ValueError, KeyError):  # a missing or broken shard, which validate_shards reported
+            return
     for name in sorted(set(expected) | set(found)):
         if expected.get(name, 0) != found[name]:
             report.add_file(where, Finding(COUNTS_MISMATCH, f"source {name}: the manifest counts "
