@@ -26,6 +26,11 @@ def make_mix(recipe: Recipe, out_dir: str, *, cache: Path | None = None, overwri
     Raises:
         ConvertError: a source cannot be converted.
         MixError: the blend cannot be made (see `blend`).
+
+    Example:
+        >>> manifest, caches = make_mix(load_recipe("recipe.yaml"), "mix/")
+        >>> [source["samples_taken"] for source in manifest["mix"]["sources"]]
+        [12, 125, 300, 46, 5000]
     """
     root = Path(cache) if cache is not None else default_cache()
     caches = [build_cache(spec, root, workers=workers, engine=engine, progress=progress) for spec in recipe.sources]

@@ -48,6 +48,7 @@ class Cached:
 
     @cached_property
     def manifest(self) -> dict:
+        """The cache's manifest.json, as convert wrote it."""
         return json.loads((self.folder / MANIFEST_FILE).read_text(encoding="utf-8"))
 
 

@@ -77,6 +77,7 @@ class TracedWriter:
         return arrays
 
     def traced_table(self, columns: Columns) -> pa.Table:
+        """These rows as an Arrow table with convert's columns and the two of the trace."""
         return pa.Table.from_arrays([*to_table(columns, self.packed).columns, *self.trace_arrays(columns)],
                                     schema=traced_schema(self.packed))
 

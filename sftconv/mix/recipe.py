@@ -88,6 +88,10 @@ def load_recipe(path: str | Path) -> Recipe:
     Raises:
         RecipeError: unreadable, an unknown key (named, with the closest known one), a wrong type,
             an impossible share, or options convert would refuse.
+
+    Example:
+        >>> load_recipe("recipe.yaml").sources[0].share
+        Share(kind='repeat', value=3)
     """
     import yaml
 
