@@ -670,13 +670,19 @@ def mix(recipe, out_dir, cache_dir, overwrite, quiet, workers, engine, ray_addre
             runner = RayEngine(ray_address, cpus=workers)
         with runner or nullcontext():
             manifest, caches = make_mix(parsed, out_dir, cache=cache_dir, overwrite=overwrite,
-                                        workers=workers or default_workers(), engine=runner, progress=not quiet)
+                                        workers=workers or default_workers(), engine=runner, progress=not quiet,
+                                        announce=None if quiet else announce_source)
     except (ConvertError, MixError) as error:
         raise click.ClickException(str(error)) from error
     for warning in manifest["mix"]["warnings"]:
         click.echo(f"warning: {warning}", err=True)
     if not quiet:
         echo_mix(manifest, caches, out_dir)
+
+
+def announce_source(spec, folder) -> None:
+    """Say on stderr which source the progress bar that follows converts, and where to."""
+    click.echo(f"converting source {spec.name} into {folder}", err=True)
 
 
 def echo_mix(manifest: dict, caches: list, out_dir: str) -> None:

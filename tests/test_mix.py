@@ -432,3 +432,15 @@ def test_a_damaged_cache_says_which_folder_to_remove(tmp_path):
         shard.write_bytes(b"not parquet")
     with pytest.raises(MixError, match=f"source a: its cache {caches[0].folder} cannot be read .*remove that folder"):
         make_mix(recipe, str(tmp_path / "two"), cache=tmp_path / "cache")
+
+
+def test_the_mix_command_says_which_source_it_converts(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n")
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump({"sources": [{"name": "a", "inputs": "a.jsonl"}]}))
+    command = ["mix", str(tmp_path / "recipe.yaml"), "--cache", str(tmp_path / "cache"), "-j", "1"]
+    first = CliRunner().invoke(main, [*command, "-o", str(tmp_path / "one")])
+    assert first.exit_code == 0, first.output
+    assert f"converting source a into {tmp_path / 'cache'}/a-" in first.stderr
+    again = CliRunner().invoke(main, [*command, "-o", str(tmp_path / "two")])
+    assert "converting" not in again.stderr and again.stdout.splitlines()[1].split()[:2] == ["a", "reused"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,8 @@ if TYPE_CHECKING:
 
 
 def make_mix(recipe: Recipe, out_dir: str, *, cache: Path | None = None, overwrite: bool = False, workers: int = 1,
-             engine: RayEngine | None = None, progress: bool = False) -> tuple[dict, list[Cached]]:
+             engine: RayEngine | None = None, progress: bool = False,
+             announce: Callable[[SourceSpec, Path], None] | None = None) -> tuple[dict, list[Cached]]:
     """Build (or reuse) every source's cache, then blend them into `out_dir`; returns the manifest and the caches.
 
     Args:
@@ -22,6 +24,7 @@ def make_mix(recipe: Recipe, out_dir: str, *, cache: Path | None = None, overwri
         out_dir: the mix's folder; refused if it holds files unless `overwrite`.
         cache: the folder of the caches [default: `default_cache()`].
         workers, engine, progress: as for `pipeline.convert`, for the sources that need converting.
+        announce: called with a source's spec and cache folder before it is converted.
 
     Raises:
         ConvertError: a source cannot be converted.
@@ -33,7 +36,8 @@ def make_mix(recipe: Recipe, out_dir: str, *, cache: Path | None = None, overwri
         [12, 125, 300, 46, 5000]
     """
     root = Path(cache) if cache is not None else default_cache()
-    caches = [build_cache(spec, root, workers=workers, engine=engine, progress=progress) for spec in recipe.sources]
+    caches = [build_cache(spec, root, workers=workers, engine=engine, progress=progress, announce=announce)
+              for spec in recipe.sources]
     return blend(recipe, caches, out_dir, overwrite=overwrite), caches
 
 

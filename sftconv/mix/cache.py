@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache, cached_property
 from pathlib import Path
@@ -91,8 +92,10 @@ def locate(root: Path, identity: dict) -> Path:
 
 
 def build_cache(spec: SourceSpec, root: Path, *, workers: int = 1, engine: RayEngine | None = None,
-                progress: bool = False) -> Cached:
+                progress: bool = False, announce: Callable[[SourceSpec, Path], None] | None = None) -> Cached:
     """The source's cache: reused if finished, else converted (an interrupted build resumed).
+
+    `announce`, if given, is called with the spec and the cache folder before converting.
 
     Raises:
         ConvertError: the source cannot be converted (see `pipeline.convert`).
@@ -101,5 +104,7 @@ def build_cache(spec: SourceSpec, root: Path, *, workers: int = 1, engine: RayEn
     folder = locate(root, identity)
     if (folder / MANIFEST_FILE).is_file():
         return Cached(spec, folder, identity["inputs"], built=False)
+    if announce is not None:
+        announce(spec, folder)
     convert(list(spec.inputs), folder, spec.options, resume=True, progress=progress, workers=workers, engine=engine)
     return Cached(spec, folder, identity["inputs"], built=True)
