@@ -381,6 +381,10 @@ def test_a_share_no_sample_can_meet_is_an_error(tmp_path):
                                         base=tmp_path), str(tmp_path / "out"), cache=tmp_path / "cache")
     assert manifest["mix"]["warnings"] == ["source bad: no samples to take (see its cache's manifest for why); "
                                            "it adds nothing"]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"sources": [*base, {"name": "bad", "inputs": "bad.jsonl", "samples": 3}]}))
+    check = CliRunner().invoke(main, ["validate", str(recipe)], env={"SFTCONV_CACHE": str(tmp_path / "cache")})
+    assert check.exit_code == 1 and "source bad: samples 3 cannot be met: its cache (" in check.stderr
 
 
 def test_the_readme_recipe_runs_as_documented(built, tmp_path):

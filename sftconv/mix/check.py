@@ -39,7 +39,8 @@ def check_recipe(path: str, cache: Path | None = None) -> tuple[list[str], list[
     """A recipe checked without converting anything: (a line per source, the problems found).
 
     Checks its keys, types and shares, each source's options as convert would take them, that
-    every input is there, and says whether each source's cache is already built.
+    every input is there, and says whether each source's cache is already built; where it is, that
+    the source has the samples and trained tokens its share asks for.
     """
     try:
         recipe = load_recipe(path)
@@ -55,6 +56,12 @@ def check_recipe(path: str, cache: Path | None = None) -> tuple[list[str], list[
             continue
         state = "cached" if (folder / MANIFEST_FILE).is_file() else "to convert"
         share = ", ".join(f"{kind} {value}" for kind, value in spec.share.to_json().items())
+        if state == "cached" and spec.share.kind in ("samples", "trained_tokens"):
+            counts = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))["counts"]
+            held = counts["written" if spec.share.kind == "samples" else "trained_tokens"]
+            if not held:
+                problems.append(f"source {spec.name}: {share} cannot be met: its cache ({folder}) holds no "
+                                f"{'samples' if spec.share.kind == 'samples' else 'trained tokens'}")
         lines.append(f"{spec.name}: {len(spec.inputs)} input(s), {share}, {state} ({folder})")
     return lines, problems
 
