@@ -117,8 +117,8 @@ def share_count(share: Share, trained: np.ndarray, name: str) -> int:
         return math.floor(share.value * count + 0.5)
     if count == 0:
         raise MixError(f"source {name}: {share.kind} {share.value:,} cannot be met: it has no samples to take "
-                       "(its cache's manifest.json and rejects.jsonl say why); give it a fraction or repeat, "
-                       "or remove it")
+                       "(with pack, only those that fit in a row count; its cache's manifest.json and "
+                       "rejects.jsonl say why it has none); give it a fraction or repeat, or remove it")
     if share.kind == "samples":
         return share.value
     total = int(trained.sum())
