@@ -315,7 +315,6 @@ def mix_manifest(recipe: Recipe, sources: list[SourceRows], shards: list[ShardIn
             item for number, entry in enumerate(per_source) if entry["samples_available"]
             for item in (f"{entry['samples_taken'] / max(mix['samples'], 1):.6g}",
                          f"part-{number:05d}-shard-00000.input_ids")]
-    first = sources[0].cached.manifest if sources else {}
     return {
         "sftconv_version": __version__,
         "format": recipe.format,
@@ -327,7 +326,7 @@ def mix_manifest(recipe: Recipe, sources: list[SourceRows], shards: list[ShardIn
             # "all" where any source trains everything: validate then allows trained headers
             "train_on": "all" if "all" in policies else policies.pop() if len(policies) == 1 else "mixed",
         },
-        "tokenizer": first.get("tokenizer"),
+        "tokenizer": sources[0].cached.manifest["tokenizer"],  # the same for all (see open_sources)
         "counts": {"read": written, "written": written, "rejected": 0, "dropped": 0, "rejected_by_reason": {},
                    "dropped_by_reason": {}, "rows": rows, "tokens": tokens,
                    "trained_tokens": sum(s.trained_tokens for s in shards)},
