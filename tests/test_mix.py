@@ -22,7 +22,7 @@ from sftconv.mix import MixError, RecipeError, make_mix, parse_recipe
 from sftconv.mix import cache as cache_module
 from sftconv.mix.blend import read_caches
 from sftconv.mix.cache import build_cache, cache_folder
-from sftconv.mix.recipe import option_keys
+from sftconv.mix.recipe import option_keys, typed
 from sftconv.mix.trace import record_location
 from sftconv.pipeline import ConvertOptions
 from sftconv.schema import validator
@@ -349,6 +349,11 @@ def test_every_convert_option_is_a_recipe_key():
     assert (options.special_text, options.drop_empty_turns, options.template, options.tools_in.value,
             options.overflow.value, options.max_seq_len) == ("reject", True, "llama3.1", "system", "truncate", 100)
     assert options.mapping.messages == "dialog" and options.mapping.roles == {"bot": "assistant"}
+    # option types convert may gain: a tuple from YAML's list, an optional one left unset
+    assert typed("keep_columns", ["id", "lang"], tuple[str, ...]) == ("id", "lang")
+    assert typed("limit", None, int | None) is None
+    with pytest.raises(ValueError, match="limit: expected a whole number, found True"):
+        typed("limit", True, int | None)
 
 
 def test_the_schema_checks_recipes():

@@ -223,7 +223,8 @@ def inline_mapping(data: dict) -> FieldMapping:
 
 
 def typed(key: str, value: Any, hint: Any) -> Any:
-    """`value` as the field's type: an enum's member from its name; a size from `64MiB`; else checked as given.
+    """`value` as the field's type: an enum's member from its name; a size from `64MiB`; a tuple from a list;
+    else checked as given.
 
     Raises:
         ValueError: the value does not fit, with the choices where there are some.
@@ -240,6 +241,8 @@ def typed(key: str, value: Any, hint: Any) -> Any:
             raise ValueError(f"{key}: {value!r} is not one of {', '.join(m.value for m in kind)}") from None
     if key in FLAG_FIELDS and isinstance(value, str):
         return amount(value, BYTE_UNITS, key)
+    if get_origin(kind) in (tuple, frozenset) and isinstance(value, list):  # YAML has lists only
+        return get_origin(kind)(value)
     plain = {bool: "true or false", int: "a whole number", str: "a string", float: "a number"}
     if kind in plain and not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
         raise ValueError(f"{key}: expected {plain[kind]}, found {value!r}")
