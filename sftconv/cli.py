@@ -37,8 +37,9 @@ class Commands(click.Group):
                 import traceback
 
                 traceback.print_exc()
-            convert = ctx.invoked_subcommand == "convert"
-            hint = "; rerun with --resume (not --overwrite) to finish the run" if convert else ""
+            hint = {"convert": "; rerun with --resume (not --overwrite) to finish the run",
+                    "mix": "; run the mix again (with --overwrite if it had started writing): the caches it "
+                           "finished are kept and the one it was converting resumes"}.get(ctx.invoked_subcommand, "")
             click.echo(f"sftconv: interrupted{hint}", err=True)
             ctx.exit(130)
         except OSError as error:
@@ -479,6 +480,10 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
             shown = samples.sample(sample_size, seed)
         else:
             shown = samples.head(head)
+        if isinstance(samples, StoredSamples) and "mix" in (samples.stored.manifest or {}):
+            from .mix.output import with_origins
+
+            shown = with_origins(shown, samples.stored.format, samples.stored.manifest["mix"]["sources"])
         if html_file:
             with open(html_file, "w", encoding="utf-8") as handle:
                 handle.write(render_html(shown, samples.tokenizer, title=samples.name))
@@ -550,6 +555,10 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
     Preference data (pairs or KTO samples, see convert --task) is checked the same way, each
     side of a pair as a sample, plus its prompt: untrained and the same on both sides.
 
+    A mix recipe (YAML, or JSON with `sources`) is checked before anything runs: its keys and
+    shares, each source's options and inputs, and which caches are built. A mix's output is
+    checked as above, and its rows' `source` counts against the manifest's per-source counts.
+
     Exit code 0 when clean, 1 when errors are found, 2 on bad usage. Warnings change the
     exit code only with --strict.
 
@@ -558,11 +567,23 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
         sftconv validate 'data/*.jsonl' --max-seq-len 8192
         sftconv validate data/ --max-error-rate 0.01 --format json > report.json
         sftconv validate out/
+        sftconv validate recipe.yaml
     """
+    from pathlib import Path
+
+    from .mix.check import check_mix, check_recipe, is_recipe
     from .pipeline import ConvertError, SourceOptions
     from .remote import is_url
     from .validate import RawChecks, is_output_folder, validate_raw, validate_shards
 
+    if len(inputs) == 1 and is_recipe(inputs[0]):
+        lines, problems = check_recipe(inputs[0])
+        for line in lines:
+            click.echo(line)
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo(f"{inputs[0]}: {'not runnable' if problems else 'OK'}")
+        click.get_current_context().exit(1 if problems else 0)
     folders = [i for i in inputs if is_output_folder(i)]
     settings = {"max_examples": examples, "strict": strict, "max_error_rate": max_error_rate}
     if folders and len(inputs) > 1:
@@ -573,6 +594,7 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
                                    "sftconv validate out/")
     if folders:
         report = validate_shards(folders[0], max_seq_len=max_seq_len, progress=not quiet, **settings)
+        check_mix(Path(folders[0]), report)
     else:
         try:
             report = validate_raw(list(inputs), SourceOptions(**source_fields(source)),
@@ -646,3 +668,91 @@ def stats_rows(stats: dict) -> list[tuple[str, str]]:
         elif value is not None:
             rows.append((label, value if isinstance(value, str) else f"{value:,}"))
     return rows
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder for the mix's shards and manifest.json.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of the per-source caches.  [default: $SFTCONV_CACHE, else ~/.cache/sftconv/mix]")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier mix in the output folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that convert a source whose cache is missing.  [default: the number of CPU cores]")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Who converts the sources whose cache is missing: this machine, or Ray tasks (as for convert).")
+@click.option("--ray-address", metavar="ADDRESS", default=None,
+              help="The Ray cluster for --engine ray, as for convert.")
+def mix(recipe, out_dir, cache_dir, overwrite, quiet, workers, engine, ray_address):
+    """Blend many sources, each with its own options and share, into one shuffled, traceable dataset.
+
+    RECIPE (YAML or JSON, see schemas/recipe.json and the README's Mixes section) lists the
+    sources: their inputs, any convert option (train_on, system, template, messages_field...)
+    over the recipe's `defaults`, and one share: `fraction: 0.25`, `samples: 20000`, `repeat: 3`
+    or `trained_tokens: 50M`. Beside them: `seed`, `pack`, `format`, `shard_rows`, `shard_size`.
+
+    Each source is converted once into a cache folder keyed by its inputs, options, tokenizer
+    and sftconv version; a later mix reuses it, so changing a share, the seed or the packing
+    re-mixes without tokenizing. An interrupted conversion resumes on the next run. Every row
+    holds `source` and `source_row` (its row in that source's cache, listed in manifest.json).
+    `format: megatron` writes one indexed dataset per source and megatron_data_path.txt, the
+    weights for Megatron's --data-path.
+
+    \b
+    Example:
+        sftconv validate recipe.yaml
+        sftconv mix recipe.yaml -o mix/
+        sftconv mix recipe.yaml -o mix/ --overwrite --cache /data/sftconv-cache
+        sftconv inspect mix/ --sample 3
+    """
+    from contextlib import nullcontext
+
+    from .engine import default_workers
+    from .mix import MixError, RecipeError, load_recipe, make_mix
+    from .pipeline import ConvertError
+
+    if ray_address is not None and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    try:
+        parsed = load_recipe(recipe)
+    except RecipeError as error:
+        raise click.BadParameter(str(error), param_hint="'RECIPE'") from error
+    runner = None  # the local engine
+    try:
+        if engine == "ray":
+            from .ray_engine import RayEngine
+
+            runner = RayEngine(ray_address, cpus=workers)
+        with runner or nullcontext():
+            manifest, caches = make_mix(parsed, out_dir, cache=cache_dir, overwrite=overwrite,
+                                        workers=workers or default_workers(), engine=runner, progress=not quiet,
+                                        announce=None if quiet else announce_source)
+    except (ConvertError, MixError) as error:
+        raise click.ClickException(str(error)) from error
+    for warning in manifest["mix"]["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+    if not quiet:
+        echo_mix(manifest, caches, out_dir)
+
+
+def announce_source(spec, folder) -> None:
+    """Say on stderr which source the progress bar that follows converts, and where to."""
+    click.echo(f"converting source {spec.name} into {folder}", err=True)
+
+
+def echo_mix(manifest: dict, caches: list, out_dir: str) -> None:
+    """The mix's table on stdout: per source, its cache, samples available and taken, and trained tokens."""
+    header = ("source", "cache", "available", "taken", "x", "trained tokens", "share")
+    lines = [header]
+    for entry, cached in zip(manifest["mix"]["sources"], caches):
+        lines.append((entry["name"], "built" if cached.built else "reused", f"{entry['samples_available']:,}",
+                      f"{entry['samples_taken']:,}", f"{entry['repeat_factor']:.2f}", f"{entry['trained_tokens']:,}",
+                      f"{entry['trained_share']:.1%}"))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        cells = [cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        click.echo("  ".join(cells).rstrip())
+    counts = manifest["counts"]
+    click.echo(f"\n{counts['written']:,} samples in {counts['rows']:,} rows, {counts['tokens']:,} tokens "
+               f"({counts['trained_tokens']:,} trained), {len(manifest['shards']):,} shard(s) in {out_dir}")

@@ -602,16 +602,19 @@ def refuse_unsupported(task: SftTask | PreferenceTask, options: ConvertOptions) 
 
 def run_identity(source: Source, options: ConvertOptions) -> dict:
     """What a run converts: a resumed run must find the same, or its finished units would not fit."""
-    def stat(path: Path | str) -> dict:
-        if is_url(path):
-            return {"input": path, **object_version(path)}
-        if not isinstance(path, Path):
-            return {"input": path}
-        info = path.stat()
-        return {"input": str(path), "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
+    return {"sftconv_version": __version__, "inputs": [input_identity(path) for path in source.paths],
+            "format": options.format, "shapes": source.shape.names, "options": options.to_json(),
+            "tokenizer": source.tokenizer.sha256}
 
-    return {"sftconv_version": __version__, "inputs": [stat(path) for path in source.paths], "format": options.format,
-            "shapes": source.shape.names, "options": options.to_json(), "tokenizer": source.tokenizer.sha256}
+
+def input_identity(path: Path | str) -> dict:
+    """What tells one version of an input from another: a local file's size and mtime, a URL's object version."""
+    if is_url(path):
+        return {"input": path, **object_version(path)}
+    if not isinstance(path, Path):
+        return {"input": path}
+    info = path.stat()
+    return {"input": str(path), "bytes": info.st_size, "mtime_ns": info.st_mtime_ns}
 
 
 def finished_run(folder: Folder, identity: dict) -> Summary:

@@ -20,7 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "chat_logs.jsonl"
 
 def test_every_schema_is_valid_and_shipped():
     names = sorted(p.stem for p in SCHEMAS.glob("*.json"))
-    assert names == sorted([*SHAPES, *PREFERENCE_SHAPES, "manifest", "mapping", "validate_report"])
+    assert names == sorted([*SHAPES, *PREFERENCE_SHAPES, "manifest", "mapping", "recipe", "validate_report"])
     for name in names:
         schema = load_schema(name)
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"

@@ -54,14 +54,17 @@ class Shown:
     index: int
     sample: Encoded
     place: int | None = None
+    origin: str | None = None  # in a mix: the source and the sample's row in its cache
 
     @property
     def where(self) -> str:
-        """Where the sample is: `file:line`, `shard[row N]`, or `shard[row N, sample K]` in a packed row."""
+        """Where the sample is: `file:line`, `shard[row N]`, or `shard[row N, sample K]` in a packed row.
+
+        A mix's sample adds `from SOURCE row R`.
+        """
         location = self.sample.location
-        if self.place is None:
-            return str(location)
-        return f"{location.source}[row {location.row}, sample {self.place}]"
+        where = str(location) if self.place is None else f"{location.source}[row {location.row}, sample {self.place}]"
+        return where if self.origin is None else f"{where} from {self.origin}"
 
 
 def uniform(rng: random.Random) -> float:
