@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import astuple, dataclass, field
+from functools import cached_property
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
@@ -22,6 +23,7 @@ from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .remote import is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
+from .shapes.meaning import meaning_codes, warning_text
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
 from .tokenizer import Tokenizer
@@ -172,6 +174,7 @@ class Summary:
     shapes: dict[str, str | None] = field(default_factory=dict)  # input -> its shape (None: no records)
     warnings: list[str] = field(default_factory=list)
     special_text_records: int = 0  # records holding special-token text or another template's markers
+    warned_by_code: Counter = field(default_factory=Counter)  # samples by `shapes.meaning` warning code
 
     @property
     def rejected(self) -> int:
@@ -199,6 +202,7 @@ class Summary:
             "rows": self.rows,
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
+            **({"warned_by_code": dict(sorted(self.warned_by_code.items()))} if self.warned_by_code else {}),
         }
 
     def to_receipt(self) -> dict:
@@ -213,6 +217,7 @@ class Summary:
                    dropped_by_reason=Counter(data["dropped_by_reason"]), tokens=data["tokens"],
                    trained_tokens=data["trained_tokens"], lengths=LengthStats(**data["lengths"]),
                    special_text_records=data["special_text_records"],
+                   warned_by_code=Counter(data.get("warned_by_code", {})),
                    shards=[ShardInfo.from_json(shard) for shard in data["shards"]])
 
     def add(self, unit: Summary) -> None:
@@ -226,6 +231,7 @@ class Summary:
         self.trained_tokens += unit.trained_tokens
         self.lengths = LengthStats(*(a + b for a, b in zip(astuple(self.lengths), astuple(unit.lengths))))
         self.special_text_records += unit.special_text_records
+        self.warned_by_code += unit.warned_by_code
         self.shards += unit.shards
 
 
@@ -294,6 +300,20 @@ class InputShape:
         data = self.mapping.apply(record.data, self.shape.fields)
         return checked_texts(Conversation(self.rules(self.shape(data)), record.location, self.shape.tools(data)))
 
+    @cached_property
+    def read(self) -> frozenset[str]:
+        """The record fields this shape reads, by the user's names (a path's first part): `meaning` skips them."""
+        names = self.mapping.renames
+        return frozenset((names.get(key) or own).split(".")[0] for key, own in self.shape.fields.items())
+
+    def meaning(self, record: Record) -> tuple[str, ...]:
+        """The record's warning codes for meaningful fields it leaves unread (see `shapes.meaning`).
+
+        Raises:
+            RecordError: a field whose meaning SFT would betray (`media_field`, `preference_record`...).
+        """
+        return meaning_codes(record.data, self.read)
+
 
 class FileShapes:
     """Shapes each record with the shape resolved for the input it came from (inputs may differ in shape)."""
@@ -304,6 +324,10 @@ class FileShapes:
 
     def __call__(self, record: Record) -> Conversation:
         return self.by_input[record.location.source](record)
+
+    def meaning(self, record: Record) -> tuple[str, ...]:
+        """`InputShape.meaning` for the input the record came from."""
+        return self.by_input[record.location.source].meaning(record)
 
     @property
     def names(self) -> dict[str, str | None]:
@@ -406,6 +430,7 @@ class EncodedChunk:
     rejected: list[tuple[int, Rejected]]
     read: int
     marked: int  # records holding special-token text or another template's markers
+    warned: Counter = field(default_factory=Counter)  # samples by warning code of `shapes.meaning`
 
 
 def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> EncodedChunk:
@@ -413,13 +438,15 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
 
     Special-token text is never a control token (the tokenizer encodes it as plain text); it is looked
     for in every string of each record, as `validate` does, counted, and rejected under
-    `special_text="reject"`.
+    `special_text="reject"`. Meaningful fields the shape leaves unread reject the record or are
+    counted by warning code (`shapes.meaning`).
     """
     from .validate.text import first_marker
 
     shape, template = job
     chats: list[Conversation] = []
     shaped: list[tuple[int, Record]] = []
+    notes: list[tuple[str, ...]] = []
     rejected: list[tuple[int, Rejected]] = []
     read = marked = 0
     for index, item in enumerate(chunk.records()):
@@ -430,8 +457,10 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
             try:
                 if finding is not None and shape.special_text == "reject":
                     raise RecordError(SPECIAL_TEXT, f"{finding.field}: {finding.detail}")
+                codes = shape.meaning(item)
                 chats.append(shape(item))
                 shaped.append((index, item))
+                notes.append(codes)
                 continue
             except RecordError as error:
                 item = Rejected(item.location, error.reason, error.detail, item.data)
@@ -441,7 +470,8 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
               for (index, item), error in zip(shaped, errors) if error is not None]
     if failed:
         rejected = sorted(rejected + failed, key=itemgetter(0))
-    return EncodedChunk(samples, rejected, read, marked)
+    warned = Counter(code for codes, error in zip(notes, errors) if error is None for code in codes)
+    return EncodedChunk(samples, rejected, read, marked, warned)
 
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
@@ -646,6 +676,7 @@ def finish_run(folder: Folder, source: Source, options: ConvertOptions, results:
         summary.warnings.append(
             f"{summary.special_text_records:,} record(s) hold special-token text or another template's markers, "
             "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
+    summary.warnings += [warning_text(code, count) for code, count in sorted(summary.warned_by_code.items())]
     work = WorkDir(folder)
     join_rejects(folder, [work.rejects(unit) for unit in units])
     summary.shards = WRITERS[options.format].finish(folder, summary.shards, packed=options.pack is not None)
@@ -717,6 +748,7 @@ def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: Re
             write_samples(samples)
             summary.read += result.read
             summary.special_text_records += result.marked
+            summary.warned_by_code += result.warned
             if bar is not None:  # once per chunk, so the bar costs nothing next to the work
                 bar.update(result.read, summary.tokens - written)
     except WorkerError as error:

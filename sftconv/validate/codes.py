@@ -9,6 +9,8 @@ did not mean to train on. `--strict` treats warnings as errors.
 
 from __future__ import annotations
 
+from ..shapes.meaning import WARNING_CODES as MEANING_WARNINGS  # kto_label, media_placeholder, preference_side_only
+
 # Raw input: the text of a record.
 LONE_SURROGATE = "lone_surrogate"  # error: tiktoken writes U+FFFD in its place, silently
 CONTROL_CHARACTER = "control_character"  # warning: C0/C1 controls other than tab, LF and CR
@@ -52,7 +54,7 @@ UNTRAINED_EOT = "untrained_eot"
 TRAINED_HEADER = "trained_header"
 
 ERROR, WARNING = "error", "warning"
-WARNINGS = frozenset({CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
+WARNINGS = frozenset({*MEANING_WARNINGS, CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
                       UNLISTED_SHARD, TOOL_CALL_WITHOUT_RESULT, TOOL_RESULT_WITHOUT_CALL, UNDEFINED_TOOL})
 
 

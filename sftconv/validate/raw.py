@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ..conversation import INVALID_TEXT, Location, Record, Rejected
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
+from ..shapes.meaning import MEANING_DETAILS
 from ..template import Encoded
 from .codes import DUPLICATE, EMPTY_FILE, LONE_SURROGATE, NO_RECORDS, TOO_LONG
 from .report import Distribution, Finding, Report
@@ -118,6 +119,7 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
             else:
                 stats.add(result)
                 findings += sample_findings(result, duplicates, checks.max_seq_len)
+                findings += [Finding(code, MEANING_DETAILS[code]) for code in source.shape.meaning(item)]
             report.add(item.location, findings)
             bar.update()
     report.checked = sum(per_file.values())
