@@ -11,6 +11,7 @@ from . import __version__
 from .lengths import Overflow
 from .packing import DEFAULT_WINDOW
 from .shapes import AUTO, SHAPES, FieldMapping, MappingError
+from .shapes.mapping import UnknownField
 from .shapes.turns import ALIAS_TARGETS
 from .template import TEMPLATES, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
 from .units import UNIT_BYTES
@@ -24,7 +25,8 @@ class Commands(click.Group):
     """The command group, turning an interrupt or a failure of the operating system into one line on stderr.
 
     Ctrl-C exits with 130, as shells expect of an interrupted program; an OSError (disk full, permission
-    denied, a folder where a file belongs) exits with 1. `--debug` shows the traceback as well.
+    denied, a folder where a file belongs) exits with 1. `--debug` shows the traceback as well. A field
+    flag naming a field the data does not have (UnknownField) is bad usage: exit 2.
     """
 
     def invoke(self, ctx: click.Context):
@@ -39,6 +41,8 @@ class Commands(click.Group):
             hint = "; rerun with --resume (not --overwrite) to finish the run" if convert else ""
             click.echo(f"sftconv: interrupted{hint}", err=True)
             ctx.exit(130)
+        except UnknownField as error:  # a field flag naming no field of the data, found once the data is read
+            raise click.UsageError(str(error)) from error
         except OSError as error:
             if ctx.params.get("debug") or isinstance(error, BrokenPipeError):
                 raise

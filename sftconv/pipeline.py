@@ -364,6 +364,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
     Raises:
         ConvertError: an input is missing, of an unknown type or unreadable, no shape fits an input's
             records, there is no input, or the tokenizer cannot be loaded.
+        UnknownField: a field the mapping names is in no sampled record.
     """
     try:
         paths = expand_inputs(inputs)
@@ -373,11 +374,14 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         raise ConvertError(str(error)) from error
     if not paths:
         raise ConvertError(f"no input files found in {', '.join(inputs)}")
-    warnings, names = [], {}
+    warnings, names, samples = [], {}, {}
     for path in paths:
-        sample, empty = sample_records(path, options.split)
+        samples[path], empty = sample_records(path, options.split)
         if empty:
             warnings.append(f"{path}: no records (an empty input); it adds nothing to the dataset")
+    # A field the mapping names must be somewhere in the samples; UnknownField is a usage error in every command.
+    options.mapping.check_names([record for sample in samples.values() for record in sample])
+    for path, sample in samples.items():
         name = options.shape
         if name == AUTO:
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -11,15 +12,63 @@ from typing import Any
 from .turns import ALIAS_TARGETS
 
 
+MISSING = object()  # what `lookup` returns for a field that is not there (None is a null)
+FIELDS_SHOWN = 20  # field names listed by an UnknownField message
+
+
+def lookup(data: Any, path: str) -> Any:
+    """The value at a field name or a dotted path (`meta.question`) in a record; MISSING where there is none.
+
+    Example:
+        >>> lookup({"meta": {"q": "Hi"}}, "meta.q")
+        'Hi'
+    """
+    if not isinstance(data, dict):
+        return MISSING
+    if path in data:
+        return data[path]
+    head, dot, rest = path.partition(".")
+    return lookup(data[head], rest) if dot and head in data else MISSING
+
+
+def field_paths(data: Any, prefix: str = "", depth: int = 2) -> list[str]:
+    """A record's field names and the paths to fields nested in its objects (`meta.question`), `depth` levels deep."""
+    if not isinstance(data, dict):
+        return []
+    paths = []
+    for key, value in data.items():
+        paths.append(f"{prefix}{key}")
+        if depth > 1:
+            paths += field_paths(value, f"{prefix}{key}.", depth - 1)
+    return paths
+
+
+def turns_in(record: Any, messages: str | None) -> list:
+    """The objects in a record's list of turns (`messages`, a path; None: any of its lists, or the bare list)."""
+    if isinstance(record, list):
+        lists = [record]
+    elif messages:
+        lists = [lookup(record, messages)]
+    else:
+        lists = list(record.values()) if isinstance(record, dict) else []
+    return [item for items in lists if isinstance(items, list) for item in items if isinstance(item, dict)]
+
+
 class MappingError(ValueError):
     """A field mapping that cannot be used; the message says which key or value is wrong."""
+
+
+class UnknownField(MappingError):
+    """A field flag or mapping key naming a field no sampled record has: a usage error, with the closest name."""
+
 
 
 @dataclass(frozen=True, kw_only=True)
 class FieldMapping:
     """Which of a record's fields play which part, for data whose field names no shape knows.
 
-    Each field is the name in the user's data (None: the shape's own name). `messages`, `role` and
+    Each field is the name in the user's data (None: the shape's own name), or a path `a.b.c` to a
+    nested field (a name holding dots itself wins over the path). `messages`, `role` and
     `content` are the chat list and the role and text of each turn in it (`role`/`content` apply
     inside the `messages` list); `tools` holds the tool definitions; `roles` maps extra role names to
     system, user, assistant, tool (a result) or tool_call (a turn holding a call as JSON text).
@@ -99,8 +148,9 @@ class FieldMapping:
         data = dict(data)
         for key, source in renames.items():
             target = names.get(key)
-            if target and source != target and source in data:
-                data[target] = data.pop(source)
+            if target and source != target and (found := lookup(data, source)) is not MISSING:
+                data.pop(source, None)
+                data[target] = found
         turns = data.get(names.get("messages", ""))
         if isinstance(turns, list) and (self.role or self.content):
             data[names["messages"]] = [self._rename_turn(turn, names) for turn in turns]
@@ -112,9 +162,32 @@ class FieldMapping:
             return turn
         turn = dict(turn)
         for source, target in ((self.role, names["role"]), (self.content, names["content"])):
-            if source and source != target and source in turn:
-                turn[target] = turn.pop(source)
+            if source and source != target and (found := lookup(turn, source)) is not MISSING:
+                turn.pop(source, None)
+                turn[target] = found
         return turn
+
+    def check_names(self, sample: list) -> None:
+        """Make sure each field the mapping names is in at least one sampled record (`role` and `content`: in a turn).
+
+        Raises:
+            UnknownField: naming the field, the flag, the fields seen and the closest of them.
+        """
+        if not sample:
+            return  # inputs without records: nothing to check the names against
+        turns = [turn for record in sample for turn in turns_in(record, self.messages)]
+        for key, source in (*self.renames.items(), ("role", self.role), ("content", self.content)):
+            if not source:
+                continue
+            among = turns if key in ("role", "content") else sample
+            if any(lookup(item, source) is not MISSING for item in among if isinstance(item, dict)):
+                continue
+            seen = list(dict.fromkeys(path for item in among for path in field_paths(item)))
+            close = difflib.get_close_matches(source, seen, n=1)
+            where = "in no turn of the sampled records" if key in ("role", "content") else "in no sampled record"
+            shown = ", ".join(seen[:FIELDS_SHOWN]) + (f", ... ({len(seen)} in all)" if len(seen) > FIELDS_SHOWN else "")
+            raise UnknownField(f"--{key}-field (mapping key '{key}') names {source!r}, which is {where} "
+                               f"(fields seen: {shown or 'none'})" + (f"; did you mean {close[0]!r}?" if close else ""))
 
     def to_json(self) -> dict:
         """The fields that are set, for the manifest."""

@@ -1,0 +1,172 @@
+"""Fields that mean something: used, rejected or counted, never dropped; field flags that name real fields, paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from sftconv.cli import main
+from sftconv.conversation import RecordError
+from sftconv.shapes.mapping import FieldMapping, UnknownField, lookup
+from sftconv.shapes.meaning import (KTO_LABEL, KTO_UNDESIRED, MEDIA_FIELD, MEDIA_PLACEHOLDER, PREFERENCE_RECORD,
+                                    PREFERENCE_SIDE_ONLY, meaning_codes)
+
+from .conftest import write_jsonl
+
+CHAT = [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"}]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def rejects(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+
+
+# --- meaningful fields: the table's rules -------------------------------------------------------------------
+
+@pytest.mark.parametrize("record, reason", [
+    ({"messages": CHAT, "images": ["a.png"]}, MEDIA_FIELD),
+    ({"messages": CHAT, "audio": "clip.wav"}, MEDIA_FIELD),
+    ({"messages": CHAT, "videos": {"path": "v.mp4"}}, MEDIA_FIELD),
+    ({"conversations": [], "chosen": "a", "rejected": "b"}, PREFERENCE_RECORD),
+    ({"messages": CHAT, "label": False}, KTO_UNDESIRED),
+    ({"messages": CHAT, "kto_tag": False}, KTO_UNDESIRED),
+])
+def test_a_field_whose_meaning_sft_would_betray_rejects_the_record(record, reason):
+    with pytest.raises(RecordError) as caught:
+        meaning_codes(record)
+    assert caught.value.reason == reason
+    name = next(k for k in record if k not in ("messages", "conversations"))
+    assert f"'{name}'" in caught.value.detail
+
+
+@pytest.mark.parametrize("record, read, codes", [
+    ({"messages": CHAT}, (), ()),
+    ({"messages": CHAT, "images": [], "label": None, "video": ""}, (), ()),  # empty or null: nothing to betray
+    ({"messages": CHAT, "label": "positive"}, (), ()),  # a classification label, not KTO's boolean
+    ({"messages": CHAT, "label": True}, (), (KTO_LABEL,)),
+    ({"chosen": "x", "rejected": "y"}, ("chosen",), (PREFERENCE_SIDE_ONLY,)),
+    ({"messages": [{"role": "user", "content": "<image>What is it?"}, CHAT[1]]}, (), (MEDIA_PLACEHOLDER,)),
+    ({"messages": CHAT, "label": False, "images": ["a.png"]}, ("label", "images"), ()),  # a mode reading them
+])
+def test_fields_converted_as_sft_are_counted_by_warning_code(record, read, codes):
+    assert meaning_codes(record, read) == codes
+
+
+def test_kto_false_labels_are_rejected_and_true_ones_counted_in_summary_manifest_and_validate(tmp_path):
+    data = write_jsonl(tmp_path / "kto.jsonl", [{"messages": CHAT, "label": True}, {"messages": CHAT, "label": False},
+                                               {"messages": CHAT, "label": True}])
+    out = tmp_path / "out"
+    result = run("convert", data, "-o", out)
+    assert result.exit_code == 0, result.output
+    counts = manifest(out)["counts"]
+    assert (counts["written"], counts["rejected_by_reason"], counts["warned_by_code"]) == (
+        2, {KTO_UNDESIRED: 1}, {KTO_LABEL: 2})
+    assert "warning: 2 record(s) with a true KTO label" in result.stderr and "(kto_label)" in result.stderr
+    assert rejects(out)[0]["line"] == 2
+    report = run("validate", data, "--format", "json")
+    issues = {issue["code"]: issue for issue in json.loads(report.stdout)["issues"]}
+    assert issues[KTO_UNDESIRED]["severity"] == "error" and issues[KTO_UNDESIRED]["count"] == 1
+    assert issues[KTO_LABEL]["severity"] == "warning" and issues[KTO_LABEL]["count"] == 2
+
+
+def test_a_run_without_such_fields_writes_no_warned_counts(tmp_path):
+    data = write_jsonl(tmp_path / "plain.jsonl", [{"messages": CHAT}])
+    assert run("convert", data, "-o", tmp_path / "out").exit_code == 0
+    assert "warned_by_code" not in manifest(tmp_path / "out")["counts"]
+
+
+def test_real_kto_data_trains_no_undesired_answer(shared_data, tmp_path):
+    out = tmp_path / "out"
+    result = run("convert", shared_data / "LLaMA-Factory/kto_en_demo.json", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    records = json.loads((shared_data / "LLaMA-Factory/kto_en_demo.json").read_text())
+    undesired = sum(record["label"] is False for record in records)
+    counts = manifest(out)["counts"]
+    assert undesired and counts["rejected_by_reason"] == {KTO_UNDESIRED: undesired}
+    assert counts["written"] + counts["rejected"] == len(records) == counts["read"]
+
+
+def test_hh_rlhf_chosen_side_is_trained_with_the_other_side_counted(shared_data, tmp_path):
+    out = tmp_path / "out"
+    result = run("convert", shared_data / "hh-rlhf/harmless-base/test.jsonl.gz", "--transcript-field", "chosen",
+                 "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    counts = manifest(out)["counts"]
+    assert counts["warned_by_code"] == {PREFERENCE_SIDE_ONLY: counts["written"]}
+
+
+def test_images_and_placeholders_do_not_pass_as_plain_text(tmp_path):
+    data = write_jsonl(tmp_path / "mm.jsonl", [
+        {"messages": [{"role": "user", "content": "<image>Describe it."}, CHAT[1]], "images": ["cat.png"]},
+        {"messages": [{"role": "user", "content": "What does <image> mean in HTML?"}, CHAT[1]]},
+    ])
+    out = tmp_path / "out"
+    result = run("convert", data, "-o", out)
+    assert result.exit_code == 0, result.output
+    counts = manifest(out)["counts"]
+    assert counts["rejected_by_reason"] == {MEDIA_FIELD: 1} and counts["warned_by_code"] == {MEDIA_PLACEHOLDER: 1}
+    assert "'images' holds 1 item(s)" in rejects(out)[0]["detail"]
+
+
+# --- field flags name real fields ----------------------------------------------------------------------------
+
+def test_a_mistyped_field_flag_is_a_usage_error_with_the_closest_name(tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", [{"messages": CHAT, "id": 1}])
+    for command in (["convert", data, "-o", tmp_path / "out"], ["validate", data], ["inspect", data]):
+        result = run(*command, "--messages-field", "mesages")
+        assert result.exit_code == 2, result.output
+        assert ("--messages-field (mapping key 'messages') names 'mesages', which is in no sampled record "
+                "(fields seen: messages, id); did you mean 'messages'?") in result.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_a_turn_field_flag_is_looked_for_inside_the_turns(tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", [{"dialog": [{"speaker": "user", "text": "Hi"}]}])
+    result = run("validate", data, "--messages-field", "dialog", "--role-field", "speaker", "--content-field", "txt")
+    assert result.exit_code == 2
+    assert "names 'txt', which is in no turn of the sampled records (fields seen: speaker, text)" in result.stderr
+    assert "did you mean 'text'?" in result.stderr
+
+
+def test_a_mapping_file_key_naming_no_field_is_a_usage_error(tmp_path):
+    data = write_jsonl(tmp_path / "qa.jsonl", [{"question": "Why?", "answer": "Because."}])
+    (tmp_path / "map.yaml").write_text("prompt: question\ncompletion: anwser\n")
+    result = run("convert", data, "-o", tmp_path / "out", "--mapping", tmp_path / "map.yaml")
+    assert result.exit_code == 2 and "'anwser'" in result.stderr and "did you mean 'answer'?" in result.stderr
+
+
+# --- field paths ---------------------------------------------------------------------------------------------
+
+def test_lookup_reaches_nested_fields_and_a_dotted_name_wins():
+    assert lookup({"a": {"b": {"c": 1}}}, "a.b.c") == 1
+    assert lookup({"a.b": 2, "a": {"b": 3}}, "a.b") == 2
+    assert lookup({"a": {"b": None}}, "a.b") is None
+    with pytest.raises(UnknownField, match="did you mean 'meta.question'"):
+        FieldMapping(prompt="meta.questoin").check_names([{"meta": {"question": "q"}}])
+
+
+def test_nested_fields_are_reached_by_path_in_every_flag(tmp_path):
+    data = write_jsonl(tmp_path / "nested.jsonl", [
+        {"meta": {"q": "Why?"}, "out": {"text": "Because."}},
+        {"log": {"turns": [{"who": {"name": "user"}, "say": "Hi"}, {"who": {"name": "assistant"}, "say": "Hello"}]}},
+    ])
+    out = tmp_path / "pc"
+    result = run("convert", data, "-o", out, "--shape", "prompt-completion", "--prompt-field", "meta.q",
+                 "--completion-field", "out.text")
+    assert result.exit_code == 0, result.output
+    assert manifest(out)["counts"]["written"] == 1
+    out = tmp_path / "chat"
+    result = run("convert", data, "-o", out, "--shape", "openai", "--messages-field", "log.turns",
+                 "--role-field", "who.name", "--content-field", "say")
+    assert result.exit_code == 0, result.output
+    assert manifest(out)["counts"]["written"] == 1
