@@ -298,7 +298,15 @@ class InputShape:
 
     def __call__(self, record: Record) -> Conversation:
         data = self.mapping.apply(record.data, self.shape.fields)
-        return checked_texts(Conversation(self.rules(self.shape(data)), record.location, self.shape.tools(data)))
+        messages = self.rules(self.read_with(self.shape, data))
+        return checked_texts(Conversation(messages, record.location, self.read_with(self.shape.tools, data)))
+
+    def read_with(self, read, data):
+        """`read(data)`, its RecordError (about the renamed record) said again in the user's field names."""
+        try:
+            return read(data)
+        except RecordError as error:
+            raise RecordError(error.reason, self.mapping.in_user_names(error.detail, self.shape.fields)) from None
 
     @cached_property
     def read(self) -> frozenset[str]:

@@ -170,3 +170,43 @@ def test_nested_fields_are_reached_by_path_in_every_flag(tmp_path):
                  "--role-field", "who.name", "--content-field", "say")
     assert result.exit_code == 0, result.output
     assert manifest(out)["counts"]["written"] == 1
+
+
+# --- messages speak the user's field names, count from 0, and say null ---------------------------------------
+
+def test_reject_details_name_the_users_fields_and_nulls(tmp_path):
+    data = write_jsonl(tmp_path / "qa.jsonl", [{"question": None, "answer": "a"}, {"question": "q", "answer": 5},
+                                               {"chosen": ["not", "text"]}])
+    out = tmp_path / "out"
+    result = run("convert", data, "-o", out, "--shape", "prompt-completion", "--prompt-field", "question",
+                 "--completion-field", "answer")
+    assert result.exit_code == 0, result.output
+    assert [(r["reason"], r["detail"]) for r in rejects(out)][:2] == [
+        ("missing_field", "'question' is null"), ("content_not_string", "'answer' is int, not a string")]
+    out = tmp_path / "transcript"
+    assert run("convert", data, "-o", out, "--shape", "transcript", "--transcript-field", "chosen").exit_code == 0
+    assert rejects(out)[2]["detail"] == "'chosen' is list, not a string"
+
+
+def test_turn_fields_are_named_as_the_user_named_them(tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", [{"dialog": [{"who": "user", "text": "Hi"},
+                                                             {"who": "assistant", "text": None}]}])
+    out = tmp_path / "out"
+    assert run("convert", data, "-o", out, "--messages-field", "dialog", "--role-field", "who",
+               "--content-field", "text").exit_code == 0
+    assert rejects(out)[0]["detail"] == "dialog[1].text is null, not a string"
+
+
+def test_turns_are_counted_from_zero_in_every_message(tmp_path):
+    data = write_jsonl(tmp_path / "chat.jsonl", [
+        {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+                      {"role": "assistant", "content": "c"}]},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": " "}]},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": None,
+                                                         "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]},
+                      {"role": "tool", "content": "1"}, {"role": "assistant", "content": "done"}]},
+    ])
+    out = tmp_path / "out"
+    assert run("convert", data, "-o", out).exit_code == 0
+    assert [r["detail"].split(";")[0] for r in rejects(out)] == [
+        "turns 0 and 1 are both user", "turn 1 (assistant) has no content", "turn 1 calls a tool"]

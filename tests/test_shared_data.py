@@ -26,8 +26,8 @@ CASES = [
     # 147 are plain chats (their `tools` are ignored). Llama 3.1 renders all 300.
     ("LLaMA-Factory/glaive_toolcall_en_demo.json", [], "sharegpt", 300, 147, {"tool_calls_unsupported": 153}),
     ("LLaMA-Factory/glaive_toolcall_en_demo.json", ["--template", "llama3.1"], "sharegpt", 300, 300, {}),
-    # KTO data: the `label` field is ignored, so undesirable answers are trained on like any other.
-    ("LLaMA-Factory/kto_en_demo.json", [], "openai", 300, 300, {}),
+    # KTO data: the 150 answers labelled false (undesirable) are rejected, never trained as SFT.
+    ("LLaMA-Factory/kto_en_demo.json", [], "openai", 300, 150, {"kto_undesired": 150}),
     ("LLaMA-Factory/v1_sft_demo.jsonl", [], "openai", 500, 500, {}),
     ("axolotl/alpaca.json", [], "alpaca", 2, 2, {}),
     ("axolotl/conversation.json", [], "sharegpt", 1, 1, {}),  # one top-level object is one record
@@ -130,7 +130,7 @@ def test_tool_call_records_are_rejected_where_they_hold_tool_turns(tmp_path, sha
     assert [(r["line"], r["reason"]) for r in rejects] == [
         *((line, "tool_calls_unsupported") for line in range(7, 13)),
         *((line, "non_text_content") for line in range(13, 18))]
-    assert rejects[0]["detail"] == "turn 3 calls a tool; Llama 3 has no tool turns: pass --template llama3.1"
+    assert rejects[0]["detail"] == "turn 2 calls a tool; Llama 3 has no tool turns: pass --template llama3.1"
     assert rejects[-1]["detail"] == "messages[0].content[0] is a 'video' part; only text is rendered"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -12,6 +13,11 @@ from typing import Any
 from .turns import ALIAS_TARGETS
 
 
+# Where a shape's message names a field: 'quoted', a list before its [index], a turn's field after `].`.
+QUOTED = re.compile(r"'([^'\s]+)'")
+LISTED = re.compile(r"(?<![\w.\]])([A-Za-z_]\w*)(?=\[)")
+TURN_FIELD = re.compile(r"(?<=\]\.)([A-Za-z_]\w*)")
+FIELD_LIST = re.compile(r"\(fields: ([^)]*)\)")
 MISSING = object()  # what `lookup` returns for a field that is not there (None is a null)
 FIELDS_SHOWN = 20  # field names listed by an UnknownField message
 
@@ -166,6 +172,27 @@ class FieldMapping:
                 turn.pop(source, None)
                 turn[target] = found
         return turn
+
+    def in_user_names(self, detail: str, names: dict[str, str]) -> str:
+        """A shape's message about a renamed record, speaking of the user's fields: `'chosen' is list`, not `'transcript'`.
+
+        Quoted names, list names before `[`, turn fields after `].` and the names in a `(fields: ...)`
+        list are translated; other words stay as the shape wrote them.
+
+        Example:
+            >>> FieldMapping(transcript="chosen").in_user_names("'transcript' is list", {"transcript": "transcript"})
+            "'chosen' is list"
+        """
+        user = {names[key]: source for key, source in self.renames.items() if names.get(key) not in (None, source)}
+        turn = {names[key]: source for key, source in (("role", self.role), ("content", self.content))
+                if source and names.get(key) not in (None, source)}
+        if not (user or turn):
+            return detail
+
+        detail = QUOTED.sub(lambda m: f"'{user.get(m[1]) or turn.get(m[1], m[1])}'", detail)
+        detail = LISTED.sub(lambda m: user.get(m[1], m[1]), detail)
+        detail = TURN_FIELD.sub(lambda m: turn.get(m[1], m[1]), detail)
+        return FIELD_LIST.sub(lambda m: f"(fields: {', '.join(user.get(n, n) for n in m[1].split(', '))})", detail)
 
     def check_names(self, sample: list) -> None:
         """Make sure each field the mapping names is in at least one sampled record (`role` and `content`: in a turn).

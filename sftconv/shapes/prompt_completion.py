@@ -32,5 +32,8 @@ class PromptCompletionShape(Shape):
         for prompt, completion in PAIRS:
             if data.get(prompt) is not None and data.get(completion) is not None:
                 return exchange(data, required_text(data, prompt), required_text(data, completion))
+        for prompt, completion in PAIRS:
+            if prompt in data and completion in data:  # a pair with a null: say which field is null
+                return exchange(data, required_text(data, prompt), required_text(data, completion))
         raise RecordError(MISSING_FIELD, "no prompt/completion, query/response or input/completion pair "
                                          f"(fields: {fields_seen(data)})")
