@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from functools import cached_property
 from itertools import islice
 from operator import itemgetter
@@ -23,6 +23,7 @@ from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .remote import is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
+from .shapes.candidates import Candidate
 from .shapes.meaning import meaning_codes, warning_text
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -353,6 +354,7 @@ class Source:
     shape: FileShapes
     split: str | None = None
     warnings: list[str] = field(default_factory=list)
+    layout: Candidate | None = None  # the shape and fields chosen when no shape fit by field names (`auto_layout`)
 
     def records(self) -> Iterator[Record | Rejected]:
         """Every record of every input, in order.
@@ -389,20 +391,42 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
             warnings.append(f"{path}: no records (an empty input); it adds nothing to the dataset")
     # A field the mapping names must be somewhere in the samples; UnknownField is a usage error in every command.
     options.mapping.check_names([record for sample in samples.values() for record in sample])
+    unfit: dict[Path | str, ShapeNotFound] = {}
     for path, sample in samples.items():
         name = options.shape
         if name == AUTO:
             try:
                 name = detect_shape(sample, options.mapping) if sample else None
             except ShapeNotFound as error:
-                raise ConvertError(f"{path}: {error}") from error
+                unfit[path], name = error, None
         names[str(path)] = name
+    chosen = auto_layout(unfit, names, options.mapping) if unfit else None
+    if unfit and chosen is None:
+        path, error = next(iter(unfit.items()))
+        raise ConvertError(f"{path}: {error}")
+    if chosen is not None:
+        options = replace(options, mapping=options.mapping.merged(**dict(chosen.fields)))
+        names.update(dict.fromkeys(map(str, unfit), chosen.shape))
+        warnings.append(f"no record shape fits {', '.join(map(str, unfit))} by its field names; read with "
+                        f"{chosen.flags}, the one layout every sampled record fits (pass them to make it explicit)")
     try:
         tokenizer = Tokenizer(options.tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
     return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
-                  split=options.split, warnings=warnings)
+                  split=options.split, warnings=warnings, layout=chosen)
+
+
+def auto_layout(unfit: dict, names: dict[str, str | None], mapping: FieldMapping) -> Candidate | None:
+    """The candidate layout to read inputs no shape fits with, when that is safe to choose; else None.
+
+    Safe: the user named no field, every input with records is unfit, and each one's single candidate
+    that every sampled record fits (`ShapeNotFound.chosen`) is the same.
+    """
+    chosen = {error.chosen for error in unfit.values()}
+    if mapping.to_json() or len(chosen) != 1 or None in chosen or any(names.values()):
+        return None
+    return chosen.pop()
 
 
 def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileShapes:
@@ -548,6 +572,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
             that died, or (with `on_error="fail"`) the first rejected record.
     """
     source = open_source(inputs, options)
+    if source.layout is not None:  # chosen because no shape fit: the manifest records it as if it were given
+        options = replace(options, mapping=options.mapping.merged(**dict(source.layout.fields)))
     identity = run_identity(source, options)
     try:
         folder = Folder.at(out_dir)

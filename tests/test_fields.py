@@ -210,3 +210,52 @@ def test_turns_are_counted_from_zero_in_every_message(tmp_path):
     assert run("convert", data, "-o", out).exit_code == 0
     assert [r["detail"].split(";")[0] for r in rejects(out)] == [
         "turns 0 and 1 are both user", "turn 1 (assistant) has no content", "turn 1 calls a tool"]
+
+
+# --- when no shape fits: the flags that would work, chosen when only one layout fits ------------------------
+
+def test_no_shape_fits_proposes_the_flags_for_a_preference_file(shared_data, tmp_path):
+    path = shared_data / "hh-rlhf/harmless-base/test.jsonl.gz"
+    result = run("convert", path, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert (f"Error: {path}: no record shape fits (fields seen: chosen, rejected); rerun with --shape transcript "
+            "--transcript-field chosen (100 of 100 sampled records fit).") in result.stderr
+    proposed = run("convert", path, "-o", tmp_path / "out", "--shape", "transcript", "--transcript-field", "chosen",
+                   "-q")
+    assert proposed.exit_code == 0, proposed.output
+
+
+def test_a_chat_under_other_names_is_read_and_the_summary_says_how(tmp_path):
+    data = write_jsonl(tmp_path / "logs.jsonl", [
+        {"id": i, "dialog": [{"speaker": "human", "utterance": "Hi", "ts": 1}, {"speaker": "bot", "utterance": "Yo", "ts": 2}]}
+        for i in range(3)])
+    out = tmp_path / "out"
+    result = run("convert", data, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert ("read with --shape openai --messages-field dialog --role-field speaker --content-field utterance, "
+            "the one layout every sampled record fits") in result.stderr
+    written = manifest(out)
+    assert written["counts"]["written"] == 3 and written["shapes"] == {str(data): "openai"}
+    assert written["options"]["mapping"] == {"messages": "dialog", "role": "speaker", "content": "utterance"}
+    explicit = tmp_path / "explicit"
+    assert run("convert", data, "-o", explicit, "--shape", "openai", "--messages-field", "dialog", "--role-field",
+               "speaker", "--content-field", "utterance").exit_code == 0
+    assert (explicit / "part-00000-shard-00000.parquet").read_bytes() == (out / "part-00000-shard-00000.parquet").read_bytes()
+
+
+def test_a_nested_question_answer_pair_is_a_prompt_completion_candidate(tmp_path):
+    data = write_jsonl(tmp_path / "qa.jsonl", [{"meta": {"Question": "Why?"}, "Answer": "Because."}] * 2)
+    result = run("validate", data)
+    assert result.exit_code == 0, result.output
+    assert "layout_chosen" in result.stdout
+    assert "read with --shape prompt-completion --prompt-field meta.Question --completion-field Answer" in result.stdout
+    assert run("validate", data, "--strict").exit_code == 1  # strict: name the fields yourself
+
+
+def test_two_candidate_layouts_are_proposed_not_chosen(tmp_path):
+    data = write_jsonl(tmp_path / "both.jsonl", [
+        {"question": "Why?", "answer": "Because.", "log": [{"role": "user", "text": "Hi"}, {"role": "bot", "text": "Yo"}]}])
+    result = run("validate", data)
+    assert result.exit_code == 2  # validate: no shape fits is bad usage
+    assert "rerun with --shape openai --messages-field log --role-field role --content-field text (1 of 1" in result.stderr
+    assert "rerun with --shape prompt-completion --prompt-field question --completion-field answer (1 of 1" in result.stderr

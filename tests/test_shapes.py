@@ -198,7 +198,8 @@ def test_detect_shape(records, shape):
 
 def test_detect_shape_through_a_mapping_and_its_error():
     records = [{"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b"}]
-    with pytest.raises(ShapeNotFound, match=r"no record shape fits \(fields seen: chosen, rejected\)\. .*--shape"):
+    with pytest.raises(ShapeNotFound, match=r"no record shape fits \(fields seen: chosen, rejected\); rerun with --shape transcript "
+                                           r"--transcript-field chosen \(1 of 1 sampled records fit\)\. .*--shape"):
         detect_shape(records)
     assert detect_shape(records, FieldMapping(transcript="chosen")) == "transcript"
     assert detect_shape([{"dialog": [{"speaker": "bot", "text": "x"}]}],

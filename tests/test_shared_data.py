@@ -119,7 +119,7 @@ def test_dataset_info_is_not_data(tmp_path, shared_data):
     result = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path)])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {path}: no record shape fits (fields seen: identity, alpaca_en_demo, ")
-    assert "Choose one with --shape, or map your field names" in result.stderr
+    assert "Choose one with --shape, and map your field names" in result.stderr
     assert not (tmp_path / "manifest.json").exists()
 
 

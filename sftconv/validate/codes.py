@@ -26,6 +26,7 @@ UNDEFINED_TOOL = "undefined_tool"  # warning: a call to a function the record's 
 DUPLICATE = "duplicate"  # warning: renders to the same token ids as an earlier record
 TOO_LONG = "too_long"  # error: more tokens than --max-seq-len
 EMPTY_FILE = "empty_file"  # warning: an input file without a single record
+LAYOUT_CHOSEN = "layout_chosen"  # warning: no shape fit by field names; the one layout every sampled record fits is used
 NO_RECORDS = "no_records"  # error: nothing to train on at all
 
 # Finished shards: the folder and its manifest.
@@ -54,7 +55,7 @@ UNTRAINED_EOT = "untrained_eot"
 TRAINED_HEADER = "trained_header"
 
 ERROR, WARNING = "error", "warning"
-WARNINGS = frozenset({*MEANING_WARNINGS, CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
+WARNINGS = frozenset({*MEANING_WARNINGS, LAYOUT_CHOSEN, CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
                       UNLISTED_SHARD, TOOL_CALL_WITHOUT_RESULT, TOOL_RESULT_WITHOUT_CALL, UNDEFINED_TOOL})
 
 

@@ -18,7 +18,7 @@ from ..conversation import INVALID_TEXT, Location, Record, Rejected
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
 from ..shapes.meaning import MEANING_DETAILS
 from ..template import Encoded
-from .codes import DUPLICATE, EMPTY_FILE, LONE_SURROGATE, NO_RECORDS, TOO_LONG
+from .codes import DUPLICATE, EMPTY_FILE, LAYOUT_CHOSEN, LONE_SURROGATE, NO_RECORDS, TOO_LONG
 from .report import Distribution, Finding, Report
 from .text import scan_record
 from .tools import record_tool_findings
@@ -126,6 +126,10 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
     for path in source.paths:
         if not per_file[str(path)]:
             report.add_file(Location(str(path)), Finding(EMPTY_FILE, "the file holds no records"))
+    if source.layout is not None:
+        report.add_file(Location(", ".join(inputs)), Finding(LAYOUT_CHOSEN, f"no shape fits by field names; read with "
+                                                                            f"{source.layout.flags}, the one layout "
+                                                                            "every sampled record fits"))
     if not report.checked:
         report.add_file(Location(", ".join(inputs)),
                         Finding(NO_RECORDS, "no records in any input: nothing to train on"))
