@@ -259,3 +259,49 @@ def test_two_candidate_layouts_are_proposed_not_chosen(tmp_path):
     assert result.exit_code == 2  # validate: no shape fits is bad usage
     assert "rerun with --shape openai --messages-field log --role-field role --content-field text (1 of 1" in result.stderr
     assert "rerun with --shape prompt-completion --prompt-field question --completion-field answer (1 of 1" in result.stderr
+
+
+# --- Llama 2 era transcripts ---------------------------------------------------------------------------------
+
+LLAMA2 = {
+    "<s>Human: What is 2+2? </s><s>Assistant: 4 </s><s>Human: And 3+3?</s><s>Assistant: 6</s>":
+        [("user", "What is 2+2?"), ("assistant", "4"), ("user", "And 3+3?"), ("assistant", "6")],
+    "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWhat is 2+2? [/INST] 4 </s><s>[INST] And 3+3? [/INST] 6 </s>":
+        [("system", "Be brief."), ("user", "What is 2+2?"), ("assistant", "4"), ("user", "And 3+3?"),
+         ("assistant", "6")],
+    "[INST] What is 2+2? [/INST] 4": [("user", "What is 2+2?"), ("assistant", "4")],
+}
+
+
+@pytest.mark.parametrize("text", LLAMA2)
+def test_llama2_transcripts_read_as_their_turns(text):
+    from sftconv.shapes import TranscriptShape
+
+    assert [(m.role, m.content.strip()) for m in TranscriptShape()({"transcript": text})] == LLAMA2[text]
+
+
+@pytest.mark.parametrize("text, detail", [
+    ("<s>Human: Hi</s> trailing words", "text outside a <s>Human:/Assistant: ...</s> turn at character 16"),
+    ("[INST] Hi [/INST] Yo </s> stray", "text outside an [INST] ... [/INST] exchange"),
+])
+def test_text_outside_llama2_turns_is_a_bad_transcript(text, detail):
+    from sftconv.shapes import TranscriptShape
+
+    with pytest.raises(RecordError, match="bad_transcript") as caught:
+        TranscriptShape()({"transcript": text})
+    assert detail in caught.value.detail
+
+
+def test_llama2_transcripts_render_as_the_same_chat_in_messages(tmp_path):
+    import pyarrow.parquet as pq
+
+    texts = write_jsonl(tmp_path / "llama2.jsonl", [{"text": text} for text in LLAMA2])
+    chats = write_jsonl(tmp_path / "chats.jsonl", [{"messages": [{"role": r, "content": c} for r, c in turns]}
+                                                   for turns in LLAMA2.values()])
+    result = run("convert", texts, "-o", tmp_path / "a", "--transcript-field", "text", "-q")
+    assert result.exit_code == 0, result.output
+    assert manifest(tmp_path / "a")["shapes"] == {str(texts): "transcript"}
+    assert run("convert", chats, "-o", tmp_path / "b", "-q").exit_code == 0
+    read = [pq.read_table(tmp_path / out / "part-00000-shard-00000.parquet").select(["input_ids", "loss_mask"])
+            for out in ("a", "b")]
+    assert read[0].num_rows == 3 and read[0].equals(read[1])

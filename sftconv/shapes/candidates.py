@@ -21,6 +21,7 @@ ANSWER_NAMES = ("completion", "answer", "response", "output", "solution", "reply
                 "assistant", "gpt", "bot")
 CONTENT_NAMES = ("content", "value", "text", "message", "utterance", "body", "msg")
 TRANSCRIPT_MARKS = ("Human:", "Assistant:")
+LLAMA2_MARK = "[/INST]"
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,6 @@ def text_pair(record: Any, fields: dict) -> bool | None:
 
 
 def transcript(record: Any, fields: dict) -> bool | None:
-    """True when the mapped field is a string holding both `Human:` and `Assistant:` turns."""
+    """True when the mapped field is a string holding both `Human:` and `Assistant:` turns, or Llama 2's `[/INST]`."""
     text = lookup(record, fields["transcript"])
-    return (isinstance(text, str) and all(mark in text for mark in TRANSCRIPT_MARKS)) or None
+    return (isinstance(text, str) and (all(mark in text for mark in TRANSCRIPT_MARKS) or LLAMA2_MARK in text)) or None
