@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..conversation import Record, Rejected
 from ..remote import filesystem, is_url, local_path, store_errors
+from .arrow import ArrowReader
 from .base import Reader, ReaderError
 from .compression import inner_name
 from .csv import CsvReader
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 READERS: dict[str, type[Reader]] = {
     reader.name: reader
-    for reader in (JsonlReader, JsonReader, CsvReader, ParquetReader, DiskDatasetReader, HubDatasetReader)
+    for reader in (JsonlReader, JsonReader, CsvReader, ParquetReader, ArrowReader, DiskDatasetReader, HubDatasetReader)
 }
 FILE_SUFFIXES = tuple(s for reader in READERS.values() for s in reader.suffixes)
 
