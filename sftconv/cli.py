@@ -95,6 +95,9 @@ def source_options(command):
         click.option("--split", metavar="NAME",
                      help="The split to read from a Hugging Face DatasetDict folder or hf:NAME dataset "
                           "[default: the only split]."),
+        click.option("--records-field", metavar="NAME",
+                     help="The list holding the records of a .json file that wraps them, such as data in "
+                          '{"version": 1, "data": [...]} (a.b for a nested one).'),
         click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
                      help="A YAML or JSON file naming your fields, with the keys of the --*-field options "
                           "below and `roles: {bot: assistant}`; the flags win over it."),
@@ -168,6 +171,7 @@ def source_fields(params: dict) -> dict:
         "tokenizer": params["tokenizer"],
         "shape": params["shape"],
         "split": params["split"],
+        "records_field": params["records_field"],
         "mapping": mapping,
         "system": params["system_prompt"],
         "replace_system": params["replace_system"],

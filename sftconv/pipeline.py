@@ -21,9 +21,11 @@ from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
+from .readers.json import MissingRecords
 from .remote import is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
 from .shapes.candidates import Candidate
+from .shapes.mapping import UnknownField
 from .shapes.meaning import meaning_codes, warning_text
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -56,6 +58,7 @@ class SourceOptions:
     tokenizer: str | None = None
     shape: str = AUTO  # a name in SHAPES, or AUTO: detected per input
     split: str | None = None  # the split of a Hugging Face DatasetDict
+    records_field: str | None = None  # the list holding a .json document's records (see `JsonReader`)
     mapping: FieldMapping = field(default_factory=FieldMapping)
     system: str | None = None
     replace_system: bool = False
@@ -90,6 +93,7 @@ class SourceOptions:
         return {
             "shape": self.shape,
             "split": self.split,
+            **({"records_field": self.records_field} if self.records_field is not None else {}),
             "mapping": self.mapping.to_json(),
             "system": self.system,
             "replace_system": self.replace_system,
@@ -353,6 +357,7 @@ class Source:
     template: Llama3Template
     shape: FileShapes
     split: str | None = None
+    records_field: str | None = None
     warnings: list[str] = field(default_factory=list)
     layout: Candidate | None = None  # the shape and fields chosen when no shape fit by field names (`auto_layout`)
 
@@ -363,7 +368,7 @@ class Source:
             ConvertError: an input cannot be read (corrupt, truncated...).
         """
         try:
-            yield from read_records(self.paths, split=self.split)
+            yield from read_records(self.paths, split=self.split, records=self.records_field)
         except ReaderError as error:
             raise ConvertError(str(error)) from error
 
@@ -379,14 +384,14 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
     try:
         paths = expand_inputs(inputs)
         for path in paths:
-            reader_for(path, split=options.split)
+            reader_for(path, split=options.split, records=options.records_field)
     except (FileNotFoundError, ValueError) as error:
         raise ConvertError(str(error)) from error
     if not paths:
         raise ConvertError(f"no input files found in {', '.join(inputs)}")
     warnings, names, samples = [], {}, {}
     for path in paths:
-        samples[path], empty = sample_records(path, options.split)
+        samples[path], empty = sample_records(path, options.split, options.records_field)
         if empty:
             warnings.append(f"{path}: no records (an empty input); it adds nothing to the dataset")
     # A field the mapping names must be somewhere in the samples; UnknownField is a usage error in every command.
@@ -414,7 +419,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
     return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
-                  split=options.split, warnings=warnings, layout=chosen)
+                  split=options.split, records_field=options.records_field, warnings=warnings, layout=chosen)
 
 
 def auto_layout(unfit: dict, names: dict[str, str | None], mapping: FieldMapping) -> Candidate | None:
@@ -436,13 +441,14 @@ def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileSha
                        for source, name in names.items()}, options.special_text)
 
 
-def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
+def sample_records(path: Path | str, split: str | None, records: str | None = None) -> tuple[list, bool]:
     """The data of the input's first DETECT_RECORDS records, and whether the input holds nothing at all.
 
     Raises:
         ConvertError: the input cannot be read.
+        UnknownField: `records` (--records-field) names no list in the input.
     """
-    items = reader_for(path, split=split).read(path)
+    items = reader_for(path, split=split, records=records).read(path)
     sample, seen = [], False
     try:
         for item in items:
@@ -451,6 +457,8 @@ def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
                 sample.append(item.data)
                 if len(sample) == DETECT_RECORDS:
                     break
+    except MissingRecords as error:
+        raise UnknownField(str(error)) from error
     except ReaderError as error:
         raise ConvertError(str(error)) from error
     finally:
@@ -583,7 +591,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         if resume and folder.is_file(MANIFEST_FILE):
             return finished_run(folder, identity)
         try:
-            units = plan_units(source.paths, split=options.split, unit_bytes=options.unit_bytes)
+            units = plan_units(source.paths, split=options.split, unit_bytes=options.unit_bytes,
+                               records=options.records_field)
         except (OSError, ReaderError) as error:
             raise ConvertError(str(error)) from error
         done = prepare_output(folder, overwrite=overwrite, resume=resume, identity=identity, units=units)
@@ -684,7 +693,7 @@ def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None =
                                          packed=options.pack is not None, prefix=f"{unit.name}-", publish=folder.publish)
         rejects = RejectsWriter(folder.local / work.rejects(unit))
         summary = Summary(pack=options.pack)
-        chunks = reader_for(unit.path, split=options.split).chunks(unit.path, unit.span)
+        chunks = reader_for(unit.path, split=options.split, records=options.records_field).chunks(unit.path, unit.span)
         try:
             run(chunks, pool, writer, rejects, summary, options, bar)
             summary.shards = writer.close()

@@ -305,3 +305,38 @@ def test_llama2_transcripts_render_as_the_same_chat_in_messages(tmp_path):
     read = [pq.read_table(tmp_path / out / "part-00000-shard-00000.parquet").select(["input_ids", "loss_mask"])
             for out in ("a", "b")]
     assert read[0].num_rows == 3 and read[0].equals(read[1])
+
+
+# --- JSON documents that wrap their records ------------------------------------------------------------------
+
+def test_records_wrapped_in_a_json_document_are_read_with_records_field(tmp_path):
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"version": 2, "meta": {"rows": [{"messages": CHAT}, {"messages": CHAT}]},
+                                "data": [{"messages": CHAT}, {"messages": []}, {"messages": CHAT}]}))
+    out = tmp_path / "out"
+    result = run("convert", path, "-o", out, "--records-field", "data", "-q")
+    assert result.exit_code == 0, result.output
+    written = manifest(out)
+    assert (written["counts"]["read"], written["counts"]["written"]) == (3, 2)
+    assert written["options"]["records_field"] == "data"
+    assert rejects(out)[0]["row"] == 1
+    nested = run("convert", path, "-o", tmp_path / "nested", "--records-field", "meta.rows", "-q")
+    assert nested.exit_code == 0 and manifest(tmp_path / "nested")["counts"]["written"] == 2
+
+
+def test_without_records_field_the_message_says_to_use_it(tmp_path):
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"version": 2, "data": [{"messages": CHAT}]}))
+    result = run("convert", path, "-o", tmp_path / "out")
+    assert "if the records are the objects in 'data', rerun with --records-field data" in result.stderr
+
+
+def test_a_records_field_naming_no_list_is_a_usage_error(tmp_path):
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"version": 2, "data": [{"messages": CHAT}]}))
+    result = run("convert", path, "-o", tmp_path / "out", "--records-field", "dat")
+    assert result.exit_code == 2
+    assert (f"{path}: --records-field 'dat' is not in the document (top-level fields: version, data); "
+            "did you mean 'data'?") in result.stderr
+    result = run("validate", path, "--records-field", "version")
+    assert result.exit_code == 2 and "--records-field 'version' is int, not a list of records" in result.stderr

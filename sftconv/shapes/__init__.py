@@ -80,6 +80,10 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None) -> str:
                and not any(name.split(".")[0] in MEANINGFUL_FIELDS for _, name in candidate.fields)]
     proposals = "".join(f"; rerun with {c.flags} ({sum(map(c.fits, sample))} of {len(sample)} sampled records fit)"
                         for c in found[:PROPOSALS])
+    if len(sample) == 1 and isinstance(sample[0], dict):  # one document: its records may be in one of its lists
+        proposals += "".join(f"; if the records are the objects in '{key}', rerun with --records-field {key}"
+                             for key, value in sample[0].items()
+                             if isinstance(value, list) and value and all(isinstance(v, dict) for v in value))
     raise ShapeNotFound(
         f"no record shape fits (fields seen: {shown}){proposals}. Shapes: {', '.join(SHAPES)}. Choose one with "
         "--shape, and map your field names (--messages-field, --role-field, --content-field, --instruction-field, "
