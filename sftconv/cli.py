@@ -256,8 +256,12 @@ class ByteSize(click.ParamType):
               help="The Ray cluster to run on with --engine ray: auto, HOST:6379 or ray://HOST:10001; the "
                    "output folder must be on storage every node sees.  [default: RAY_ADDRESS, else a Ray "
                    "instance on this machine]")
+@click.option("--keep-columns", metavar="NAME,...", default="",
+              help="Record fields to carry into every row, so it can be traced to its record (id,meta.source): "
+                   "one column each, the value as JSON text, null where a record has none. Not with --pack "
+                   "or --format megatron.")
 def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len, overflow, pack, pack_window,
-            on_error, overwrite, resume, unit_size, quiet, workers, engine, ray_address, **source):
+            on_error, overwrite, resume, unit_size, quiet, workers, engine, ray_address, keep_columns, **source):
     """Convert chat records (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into tokenized shards.
 
     Each record becomes one sample in the Llama 3 Instruct format (or, with --template
@@ -293,6 +297,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
     from contextlib import nullcontext
 
     from .engine import default_workers
+    from .keep import check_keep_columns
     from .pipeline import ConvertError, ConvertOptions
     from .pipeline import convert as run_convert
 
@@ -305,8 +310,13 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
     if max_seq_len is not None and pack is not None and max_seq_len > pack:
         raise click.UsageError(f"--max-seq-len {max_seq_len} is longer than --pack {pack}: such a sample cannot "
                                "be packed; lower --max-seq-len or leave it out (it defaults to --pack)")
+    keep = tuple(name.strip() for name in keep_columns.split(",") if name.strip())
+    try:
+        check_keep_columns(keep, format=output_format, packed=pack is not None)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
     options = ConvertOptions(
-        **source_fields(source), format=output_format, on_error=on_error,
+        **source_fields(source), format=output_format, on_error=on_error, keep_columns=keep,
         shard_rows=shard_rows if shard_rows is not None or shard_size is not None else 100_000,
         shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
         pack=pack, pack_window=pack_window or DEFAULT_WINDOW, unit_bytes=unit_size or UNIT_BYTES)

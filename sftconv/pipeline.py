@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from .conversation import SPECIAL_TEXT, TOO_LONG, Conversation, Record, RecordError, Rejected
 from .engine import WorkerError, Workers
+from .keep import check_keep_columns, kept_values
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
@@ -25,7 +26,7 @@ from .readers.json import MissingRecords
 from .remote import is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
 from .shapes.candidates import Candidate
-from .shapes.mapping import UnknownField
+from .shapes.mapping import UnknownField, check_field
 from .shapes.meaning import meaning_codes, warning_text
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -127,9 +128,11 @@ class ConvertOptions(SourceOptions):
     pack: int | None = None
     pack_window: int = DEFAULT_WINDOW
     unit_bytes: int = UNIT_BYTES  # input bytes per unit (see `units`): shards, packing and resume go unit by unit
+    keep_columns: tuple[str, ...] = ()  # record fields carried into every row (see `keep`)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_keep_columns(self.keep_columns, format=self.format, packed=self.pack is not None)
         if self.format not in WRITERS:
             raise ValueError(f"unknown format {self.format!r} (expected one of {', '.join(WRITERS)})")
         for name in ("shard_rows", "shard_bytes", "max_seq_len", "pack", "pack_window", "unit_bytes"):
@@ -156,6 +159,7 @@ class ConvertOptions(SourceOptions):
             "pack_window": self.pack_window,
             "unit_bytes": self.unit_bytes,
             "on_error": self.on_error,
+            **({"keep_columns": list(self.keep_columns)} if self.keep_columns else {}),
         }
 
 
@@ -331,9 +335,10 @@ class InputShape:
 class FileShapes:
     """Shapes each record with the shape resolved for the input it came from (inputs may differ in shape)."""
 
-    def __init__(self, by_input: dict[str, InputShape | None], special_text: str = "keep"):
+    def __init__(self, by_input: dict[str, InputShape | None], special_text: str = "keep", keep: tuple[str, ...] = ()):
         self.by_input = by_input
         self.special_text = special_text  # one of SPECIAL_TEXT_POLICIES: what encode_chunk does with such text
+        self.keep = keep  # record fields encode_chunk carries along with each sample (--keep-columns)
 
     def __call__(self, record: Record) -> Conversation:
         return self.by_input[record.location.source](record)
@@ -395,7 +400,10 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         if empty:
             warnings.append(f"{path}: no records (an empty input); it adds nothing to the dataset")
     # A field the mapping names must be somewhere in the samples; UnknownField is a usage error in every command.
-    options.mapping.check_names([record for sample in samples.values() for record in sample])
+    sampled = [record for sample in samples.values() for record in sample]
+    options.mapping.check_names(sampled)
+    for name in getattr(options, "keep_columns", ()) if sampled else ():
+        check_field(name, "--keep-columns", sampled)
     unfit: dict[Path | str, ShapeNotFound] = {}
     for path, sample in samples.items():
         name = options.shape
@@ -438,7 +446,7 @@ def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileSha
     """The shaper for inputs whose shapes are known by name (None: an input with no records)."""
     rules = options.rules()
     return FileShapes({source: InputShape(SHAPES[name](options.mapping.roles), options.mapping, rules) if name else None
-                       for source, name in names.items()}, options.special_text)
+                       for source, name in names.items()}, options.special_text, getattr(options, "keep_columns", ()))
 
 
 def sample_records(path: Path | str, split: str | None, records: str | None = None) -> tuple[list, bool]:
@@ -475,6 +483,7 @@ class EncodedChunk:
     read: int
     marked: int  # records holding special-token text or another template's markers
     warned: Counter = field(default_factory=Counter)  # samples by warning code of `shapes.meaning`
+    kept: list[tuple[str | None, ...]] | None = None  # each sample's kept record fields, under --keep-columns
 
 
 def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> EncodedChunk:
@@ -515,7 +524,9 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
     if failed:
         rejected = sorted(rejected + failed, key=itemgetter(0))
     warned = Counter(code for codes, error in zip(notes, errors) if error is None for code in codes)
-    return EncodedChunk(samples, rejected, read, marked, warned)
+    kept = [kept_values(item.data, shape.keep) for (_, item), error in zip(shaped, errors)
+            if error is None] if shape.keep else None
+    return EncodedChunk(samples, rejected, read, marked, warned, kept)
 
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
@@ -690,7 +701,8 @@ def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None =
     with Folder.at(job.out_dir) as folder:
         work = WorkDir(folder)
         writer = WRITERS[options.format](folder.local, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
-                                         packed=options.pack is not None, prefix=f"{unit.name}-", publish=folder.publish)
+                                         packed=options.pack is not None, prefix=f"{unit.name}-", publish=folder.publish,
+                                         keep=options.keep_columns)
         rejects = RejectsWriter(folder.local / work.rejects(unit))
         summary = Summary(pack=options.pack)
         chunks = reader_for(unit.path, split=options.split, records=options.records_field).chunks(unit.path, unit.span)
@@ -726,7 +738,8 @@ def finish_run(folder: Folder, source: Source, options: ConvertOptions, results:
     summary.warnings += [warning_text(code, count) for code, count in sorted(summary.warned_by_code.items())]
     work = WorkDir(folder)
     join_rejects(folder, [work.rejects(unit) for unit in units])
-    summary.shards = WRITERS[options.format].finish(folder, summary.shards, packed=options.pack is not None)
+    summary.shards = WRITERS[options.format].finish(folder, summary.shards, packed=options.pack is not None,
+                                                    keep=options.keep_columns)
     tokenizer = source.tokenizer
     limit = options.seq_limit
     write_manifest(folder, {
@@ -770,13 +783,16 @@ def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: Re
         writer.write_columns(columns)
         summary.rows += len(columns)
 
-    def write_samples(samples: Samples) -> None:
+    def write_samples(samples: Samples, fields: list | None = None) -> None:
         if lengths is not None:
-            kept = lengths.fit_samples(samples)
+            kept, rows = lengths.fit_samples_rows(samples)
             if len(kept) < len(samples):
                 summary.dropped_by_reason[TOO_LONG] += len(samples) - len(kept)
             samples = kept
-        write(Columns.from_samples(samples) if packer is None else Columns.from_packed(packer.add_samples(samples)))
+            if fields is not None and rows is not None:
+                fields = [fields[row] for row in rows.tolist()]
+        write(Columns.from_samples(samples, fields) if packer is None
+              else Columns.from_packed(packer.add_samples(samples)))
         summary.written += len(samples)
         summary.tokens += int(samples.lengths.sum())
         summary.trained_tokens += int(samples.loss_mask.sum())
@@ -787,12 +803,12 @@ def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: Re
             if rejected and options.on_error == "fail":
                 # Write what came before the first bad record, so the shards it completes are kept.
                 position, first = rejected[0]
-                write_samples(samples.take(range(position)))
+                write_samples(samples.take(range(position)), None if result.kept is None else result.kept[:position])
                 raise ConvertError(f"{first.location}: {first.reason}: {first.detail}")
             for _, item in rejected:
                 summary.rejected_by_reason[item.reason] += 1
                 rejects.write(item)
-            write_samples(samples)
+            write_samples(samples, result.kept)
             summary.read += result.read
             summary.special_text_records += result.marked
             summary.warned_by_code += result.warned

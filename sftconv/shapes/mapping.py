@@ -49,6 +49,21 @@ def field_paths(data: Any, prefix: str = "", depth: int = 2) -> list[str]:
     return paths
 
 
+def check_field(name: str, flag: str, records: list, where: str = "in no sampled record") -> None:
+    """Make sure a field (or path) some flag names is in at least one of `records`.
+
+    Raises:
+        UnknownField: naming the field, the flag, the fields seen and the closest of them.
+    """
+    if any(lookup(item, name) is not MISSING for item in records if isinstance(item, dict)):
+        return
+    seen = list(dict.fromkeys(path for item in records for path in field_paths(item)))
+    close = difflib.get_close_matches(name, seen, n=1)
+    shown = ", ".join(seen[:FIELDS_SHOWN]) + (f", ... ({len(seen)} in all)" if len(seen) > FIELDS_SHOWN else "")
+    raise UnknownField(f"{flag} names {name!r}, which is {where} (fields seen: {shown or 'none'})"
+                       + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
 def turns_in(record: Any, messages: str | None) -> list:
     """The objects in a record's list of turns (`messages`, a path; None: any of its lists, or the bare list)."""
     if isinstance(record, list):
@@ -204,17 +219,10 @@ class FieldMapping:
             return  # inputs without records: nothing to check the names against
         turns = [turn for record in sample for turn in turns_in(record, self.messages)]
         for key, source in (*self.renames.items(), ("role", self.role), ("content", self.content)):
-            if not source:
-                continue
-            among = turns if key in ("role", "content") else sample
-            if any(lookup(item, source) is not MISSING for item in among if isinstance(item, dict)):
-                continue
-            seen = list(dict.fromkeys(path for item in among for path in field_paths(item)))
-            close = difflib.get_close_matches(source, seen, n=1)
-            where = "in no turn of the sampled records" if key in ("role", "content") else "in no sampled record"
-            shown = ", ".join(seen[:FIELDS_SHOWN]) + (f", ... ({len(seen)} in all)" if len(seen) > FIELDS_SHOWN else "")
-            raise UnknownField(f"--{key}-field (mapping key '{key}') names {source!r}, which is {where} "
-                               f"(fields seen: {shown or 'none'})" + (f"; did you mean {close[0]!r}?" if close else ""))
+            if source:
+                in_turns = key in ("role", "content")
+                check_field(source, f"--{key}-field (mapping key '{key}')", turns if in_turns else sample,
+                            "in no turn of the sampled records" if in_turns else "in no sampled record")
 
     def to_json(self) -> dict:
         """The fields that are set, for the manifest."""

@@ -38,7 +38,7 @@ class HfShardWriter(ShardWriter):
         super().__init__(out_dir, **limits)
         from datasets import Features
 
-        schema = arrow_schema(self.packed)
+        schema = arrow_schema(self.packed, self.keep)
         self.features = Features.from_arrow_schema(schema)
         self.schema = schema.with_metadata({**schema.metadata, **self.features.arrow_schema.metadata})
 
@@ -50,19 +50,20 @@ class HfShardWriter(ShardWriter):
         self._writer = pa.ipc.new_stream(self._sink, self.schema)
 
     def _append(self, columns: Columns) -> None:
-        self._writer.write_table(to_table(columns, self.packed).replace_schema_metadata(self.schema.metadata))
+        self._writer.write_table(to_table(columns, self.packed, self.keep).replace_schema_metadata(self.schema.metadata))
 
     def _end(self) -> None:
         self._writer.close()
         self._sink.close()
 
     @classmethod
-    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
+    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool, keep: tuple[str, ...] = ()
+               ) -> list[ShardInfo]:
         """Write the two files that make the folder a `datasets` dataset (and an empty shard if there is none)."""
         from datasets import DatasetInfo, Features
 
         if not shards:
-            writer = cls(folder.local, packed=packed, prefix="part-00000-", publish=folder.publish)
+            writer = cls(folder.local, packed=packed, prefix="part-00000-", publish=folder.publish, keep=keep)
             writer._start(0)
             writer._open = True
             # One empty record batch: `datasets` cannot load a stream that has none.
@@ -80,7 +81,7 @@ class HfShardWriter(ShardWriter):
             "_output_all_columns": False,
             "_split": None,
         }
-        info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(arrow_schema(packed))))
+        info = asdict(DatasetInfo(description=DESCRIPTION, features=Features.from_arrow_schema(arrow_schema(packed, keep))))
         folder.write_text(INFO_FILE, json.dumps({key: info[key] for key in sorted(info)}, indent=2))
         folder.write_text(STATE_FILE, json.dumps(state, indent=2, sort_keys=True))
         return shards

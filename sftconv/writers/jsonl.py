@@ -34,6 +34,7 @@ class JsonlShardWriter(ShardWriter):
             if self.packed:
                 row["seq_lens"] = seq_lens[seq_offsets[r]:seq_offsets[r + 1]]
             row["length"] = stop - start
+            row.update(zip(self.keep, columns.kept[r] if self.keep else ()))
             self._handle.write(json.dumps(row) + "\n")
 
     def _end(self) -> None:

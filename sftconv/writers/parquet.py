@@ -15,7 +15,8 @@ class ParquetShardWriter(ShardWriter):
     """Writes `shard-00000.parquet`, `shard-00001.parquet`, ...: one row per sample (or packed row).
 
     Columns: `input_ids`, `labels`, `loss_mask`, `length`, and when packed `position_ids` and
-    `seq_lens`; a row group per 1,024 rows or 1Mi tokens. See `ShardWriter` for the arguments.
+    `seq_lens`, then any kept record fields; a row group per 1,024 rows or 1Mi tokens. See `ShardWriter`
+    for the arguments.
     """
 
     name = "parquet"
@@ -24,10 +25,10 @@ class ParquetShardWriter(ShardWriter):
         return [self.out_dir / f"{self.stem(index)}.parquet"]
 
     def _start(self, index: int) -> None:
-        self._writer = pq.ParquetWriter(temp_path(self.paths(index)[0]), arrow_schema(self.packed))
+        self._writer = pq.ParquetWriter(temp_path(self.paths(index)[0]), arrow_schema(self.packed, self.keep))
 
     def _append(self, columns: Columns) -> None:
-        self._writer.write_table(to_table(columns, self.packed))
+        self._writer.write_table(to_table(columns, self.packed, self.keep))
 
     def _end(self) -> None:
         self._writer.close()

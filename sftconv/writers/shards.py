@@ -28,7 +28,8 @@ class Columns:
     """Rows as flat numpy buffers, the one thing every writer turns into files.
 
     Row r is tokens `row_offsets[r]:row_offsets[r + 1]`; its samples' lengths are
-    `seq_lens[seq_offsets[r]:seq_offsets[r + 1]]` (one sample per row unless packed).
+    `seq_lens[seq_offsets[r]:seq_offsets[r + 1]]` (one sample per row unless packed). `kept` holds each
+    row's kept record fields as JSON text (see `sftconv.keep`), or is None when no field is kept.
     """
 
     input_ids: np.ndarray
@@ -36,6 +37,7 @@ class Columns:
     row_offsets: np.ndarray
     seq_lens: np.ndarray
     seq_offsets: np.ndarray
+    kept: list[tuple[str | None, ...]] | None = None
 
     @classmethod
     def from_rows(cls, rows: Sequence[Encoded | PackedRow]) -> Columns:
@@ -54,11 +56,12 @@ class Columns:
         )
 
     @classmethod
-    def from_samples(cls, samples: Samples) -> Columns:
-        """Columns of unpacked samples: one row each."""
+    def from_samples(cls, samples: Samples, kept: list[tuple[str | None, ...]] | None = None) -> Columns:
+        """Columns of unpacked samples: one row each, with each one's kept fields if any."""
         count = len(samples)
         return cls(input_ids=samples.input_ids, loss_mask=samples.loss_mask, row_offsets=samples.offsets,
-                   seq_lens=samples.lengths.astype(np.int32), seq_offsets=np.arange(count + 1, dtype=np.int64))
+                   seq_lens=samples.lengths.astype(np.int32), seq_offsets=np.arange(count + 1, dtype=np.int64),
+                   kept=kept)
 
     @classmethod
     def from_packed(cls, packed: PackedRows) -> Columns:
@@ -80,6 +83,7 @@ class Columns:
             row_offsets=offsets_of(np.concatenate([p.lengths for p in parts])),
             seq_lens=np.concatenate([p.seq_lens for p in parts]),
             seq_offsets=offsets_of(np.concatenate([p.samples_per_row for p in parts])),
+            kept=None if parts[0].kept is None else [row for p in parts for row in p.kept],
         )
 
     def __len__(self) -> int:
@@ -95,6 +99,7 @@ class Columns:
             row_offsets=self.row_offsets[start:stop + 1] - first,
             seq_lens=self.seq_lens[seq_first:seq_last],
             seq_offsets=self.seq_offsets[start:stop + 1] - seq_first,
+            kept=None if self.kept is None else self.kept[start:stop],
         )
 
     @property
@@ -179,6 +184,8 @@ class ShardWriter:
         shard_bytes: the most uncompressed token data in a shard, 9 bytes a token, 13 when packed
             (None: no byte limit).
         packed: rows are `PackedRow`s, written with `position_ids` and `seq_lens`.
+        keep: the names of the kept record fields, one string column each after the token columns
+            (default none; see `sftconv.keep`). The rows' `Columns.kept` hold their values.
         prefix: put before every shard's name (`part-00003-` names `part-00003-shard-00000...`), so
             that several writers can fill one folder.
         publish: called with each finished file's path (`Folder.publish` uploads it to a URL folder).
@@ -191,7 +198,8 @@ class ShardWriter:
     side_files: tuple[str, ...] = ()  # files other than shards that the writer puts in the folder
 
     def __init__(self, out_dir: Path, *, shard_rows: int | None = 100_000, shard_bytes: int | None = None,
-                 packed: bool = False, prefix: str = "", publish: Callable[[Path], None] | None = None):
+                 packed: bool = False, prefix: str = "", publish: Callable[[Path], None] | None = None,
+                 keep: tuple[str, ...] = ()):
         for option, value in (("shard_rows", shard_rows), ("shard_bytes", shard_bytes)):
             if value is not None and value < 1:
                 raise ValueError(f"{option} must be at least 1, found {value}")
@@ -199,6 +207,7 @@ class ShardWriter:
         self.shard_rows = shard_rows
         self.shard_bytes = shard_bytes
         self.packed = packed
+        self.keep = keep
         self.prefix = prefix
         self.publish = publish
         self.shards: list[ShardInfo] = []
@@ -215,7 +224,8 @@ class ShardWriter:
         return f"{self.prefix}shard-{index:05d}"
 
     @classmethod
-    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool) -> list[ShardInfo]:
+    def finish(cls, folder: Folder, shards: list[ShardInfo], *, packed: bool, keep: tuple[str, ...] = ()
+               ) -> list[ShardInfo]:
         """Write the files that make a folder of finished shards whole, once all are in it; returns all shards."""
         return shards
 
