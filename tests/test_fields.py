@@ -340,3 +340,17 @@ def test_a_records_field_naming_no_list_is_a_usage_error(tmp_path):
             "did you mean 'data'?") in result.stderr
     result = run("validate", path, "--records-field", "version")
     assert result.exit_code == 2 and "--records-field 'version' is int, not a list of records" in result.stderr
+
+
+def test_a_preference_record_is_not_trained_as_a_plain_chat(tmp_path):
+    """`conversations` + `chosen` + `rejected` (LLaMA-Factory's preference format) fit the sharegpt shape by name."""
+    prompt = [{"from": "human", "value": "Pick one."}]
+    data = write_jsonl(tmp_path / "dpo.jsonl", [
+        {"conversations": prompt, "chosen": {"from": "gpt", "value": "A"}, "rejected": {"from": "gpt", "value": "B"}},
+        {"conversations": [*prompt, {"from": "gpt", "value": "A"}]},
+    ])
+    out = tmp_path / "out"
+    result = run("convert", data, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    assert manifest(out)["counts"]["rejected_by_reason"] == {PREFERENCE_RECORD: 1}
+    assert rejects(out)[0]["line"] == 1 and "'chosen' and 'rejected' are a preference pair" in rejects(out)[0]["detail"]
