@@ -20,7 +20,6 @@ that passes it in `read`) is skipped: it is used.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from typing import Any
 
@@ -43,7 +42,7 @@ MEANINGFUL_FIELDS: dict[str, str] = {
     **dict.fromkeys(("chosen", "rejected"), PREFERENCE),
     **dict.fromkeys(("label", "kto_tag"), KTO),
 }
-PLACEHOLDER = re.compile(rb"<(image|audio|video)>")  # LLaMA-Factory's and ms-swift's media placeholders
+PLACEHOLDERS = (b"<image>", b"<audio>", b"<video>")  # LLaMA-Factory's and ms-swift's media placeholders
 encode_json = msgspec.json.Encoder().encode
 
 
@@ -86,9 +85,11 @@ def meaning_codes(data: Any, read: Collection[str] = ()) -> tuple[str, ...]:
 def has_placeholder(data: Any) -> bool:
     """Whether any string of the record holds a media placeholder, told by one search of its JSON text."""
     try:
-        return PLACEHOLDER.search(encode_json(data)) is not None
+        text = encode_json(data)
     except Exception:  # not JSON (a Parquet timestamp, bytes...): its strings one by one
-        return any(PLACEHOLDER.search(text.encode("utf-8", "replace")) for text in strings(data))
+        return any(mark.decode() in text for text in strings(data) for mark in PLACEHOLDERS)
+    # Substring tests, not a regex: several times faster on the long JSON text of a record.
+    return any(mark in text for mark in PLACEHOLDERS)
 
 
 def strings(data: Any):
