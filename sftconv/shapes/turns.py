@@ -210,7 +210,7 @@ def checked_texts(conversation: Conversation) -> Conversation:
     for index, message in enumerate(conversation.messages):
         if message.content.isascii() and len(message.content) <= MAX_TEXT_CHARS and not message.tool_calls:
             continue  # the common case, checked without naming the message
-        where = f"message {index} ({message.role})"
+        where = f"turn {index} ({message.role})"
         check_text(message.content, where)
         for call in message.tool_calls:
             check_text(call.name, f"{where}, tool call {call.name!r}")
