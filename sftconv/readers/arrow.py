@@ -1,4 +1,4 @@
-"""`.arrow` files: one Arrow IPC file, as the `datasets` library caches a dataset (the stream format) or as written by others (the file format)."""
+"""`.arrow` files: one Arrow IPC file, as `datasets` caches a dataset (the stream format) or in the file format."""
 
 from __future__ import annotations
 

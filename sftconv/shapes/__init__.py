@@ -7,8 +7,8 @@ from functools import cache
 from .alpaca import AlpacaShape
 from .base import Shape
 from .candidates import Candidate, candidates
-from .meaning import MEANINGFUL_FIELDS
 from .mapping import FieldMapping, MappingError
+from .meaning import MEANINGFUL_FIELDS
 from .openai import OpenAIShape
 from .prompt_completion import PromptCompletionShape
 from .rules import TurnRules

@@ -83,7 +83,6 @@ class UnknownField(MappingError):
     """A field flag or mapping key naming a field no sampled record has: a usage error, with the closest name."""
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class FieldMapping:
     """Which of a record's fields play which part, for data whose field names no shape knows.
@@ -203,7 +202,6 @@ class FieldMapping:
                 if source and names.get(key) not in (None, source)}
         if not (user or turn):
             return detail
-
         detail = QUOTED.sub(lambda m: f"'{user.get(m[1]) or turn.get(m[1], m[1])}'", detail)
         detail = LISTED.sub(lambda m: user.get(m[1], m[1]), detail)
         detail = TURN_FIELD.sub(lambda m: turn.get(m[1], m[1]), detail)

@@ -1,4 +1,4 @@
-"""Transcripts: one string holding the whole chat, as HH-RLHF (`\\n\\nHuman: ...\\n\\nAssistant: ...`) or Llama 2 wrote them."""
+"""Transcripts: one string holding a whole chat, as HH-RLHF (`\\n\\nHuman: ...`) or the Llama 2 era wrote them."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")  # a speaker label opens a pa
 TAGGED_TURN = re.compile(r"\s*<s>\s*(Human|Assistant):(.*?)</s>", re.S)
 # Llama 2 chat: `<s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nquestion [/INST] answer </s>`, once per exchange;
 # the last answer may be missing (a prompt awaiting its answer) or lack its `</s>`.
-INST_EXCHANGE = re.compile(r"\s*(?:<s>)?\s*\[INST\](?:\s*<<SYS>>(.*?)<</SYS>>)?(.*?)\[/INST\](.*?)(?:</s>|(?=\s*(?:<s>)?\s*\[INST\])|\s*$)",
-                           re.S)
+INST_EXCHANGE = re.compile(r"\s*(?:<s>)?\s*\[INST\](?:\s*<<SYS>>(.*?)<</SYS>>)?(.*?)\[/INST\]"
+                           r"(.*?)(?:</s>|(?=\s*(?:<s>)?\s*\[INST\])|\s*$)", re.S)
 
 
 class TranscriptShape(Shape):
