@@ -25,7 +25,7 @@ from .readers.base import Chunk, RecordChunk
 from .readers.json import MissingRecords
 from .remote import is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
-from .shapes.candidates import Candidate
+from .shapes.candidates import Candidate, auto_layout
 from .shapes.mapping import UnknownField, check_field
 from .shapes.meaning import meaning_codes, warning_text
 from .shapes.turns import checked_texts
@@ -413,7 +413,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
             except ShapeNotFound as error:
                 unfit[path], name = error, None
         names[str(path)] = name
-    chosen = auto_layout(unfit, names, options.mapping) if unfit else None
+    chosen = auto_layout([error.chosen for error in unfit.values()], names, options.mapping) if unfit else None
     if unfit and chosen is None:
         path, error = next(iter(unfit.items()))
         raise ConvertError(f"{path}: {error}")
@@ -428,18 +428,6 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
     return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
                   split=options.split, records_field=options.records_field, warnings=warnings, layout=chosen)
-
-
-def auto_layout(unfit: dict, names: dict[str, str | None], mapping: FieldMapping) -> Candidate | None:
-    """The candidate layout to read inputs no shape fits with, when that is safe to choose; else None.
-
-    Safe: the user named no field, every input with records is unfit, and each one's single candidate
-    that every sampled record fits (`ShapeNotFound.chosen`) is the same.
-    """
-    chosen = {error.chosen for error in unfit.values()}
-    if mapping.to_json() or len(chosen) != 1 or None in chosen or any(names.values()):
-        return None
-    return chosen.pop()
 
 
 def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileShapes:

@@ -99,3 +99,15 @@ def transcript(record: Any, fields: dict) -> bool | None:
     """True when the mapped field is a string holding both `Human:` and `Assistant:` turns, or Llama 2's `[/INST]`."""
     text = lookup(record, fields["transcript"])
     return (isinstance(text, str) and (all(mark in text for mark in TRANSCRIPT_MARKS) or LLAMA2_MARK in text)) or None
+
+
+def auto_layout(chosen: list[Candidate | None], shapes: dict, mapping) -> Candidate | None:
+    """The layout to read the inputs no shape fits with, when it is safe to choose one for the user; else None.
+
+    Safe: the user named no field (`mapping`, a FieldMapping, is empty), no input with records got a
+    shape (`shapes`: input -> shape name or None), and every unfit input's one fitting candidate
+    (`chosen`, from `ShapeNotFound.chosen`) is the same.
+    """
+    if mapping.to_json() or any(shapes.values()) or None in chosen or len(set(chosen)) != 1:
+        return None
+    return chosen[0]
