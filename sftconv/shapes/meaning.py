@@ -21,9 +21,8 @@ that passes it in `read`) is skipped: it is used.
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import cache
 from typing import Any
-
-import msgspec
 
 from ..conversation import RecordError
 
@@ -43,7 +42,6 @@ MEANINGFUL_FIELDS: dict[str, str] = {
     **dict.fromkeys(("label", "kto_tag"), KTO),
 }
 PLACEHOLDERS = (b"<image>", b"<audio>", b"<video>")  # LLaMA-Factory's and ms-swift's media placeholders
-encode_json = msgspec.json.Encoder().encode
 
 
 def meaning_codes(data: Any, read: Collection[str] = ()) -> tuple[str, ...]:
@@ -85,11 +83,19 @@ def meaning_codes(data: Any, read: Collection[str] = ()) -> tuple[str, ...]:
 def has_placeholder(data: Any) -> bool:
     """Whether any string of the record holds a media placeholder, told by one search of its JSON text."""
     try:
-        text = encode_json(data)
+        text = json_encoder().encode(data)
     except Exception:  # not JSON (a Parquet timestamp, bytes...): its strings one by one
         return any(mark.decode() in text for text in strings(data) for mark in PLACEHOLDERS)
     # Substring tests, not a regex: several times faster on the long JSON text of a record.
     return any(mark in text for mark in PLACEHOLDERS)
+
+
+@cache
+def json_encoder():
+    """msgspec's JSON encoder, imported on first use so that `sftconv --help` stays fast."""
+    import msgspec
+
+    return msgspec.json.Encoder()
 
 
 def strings(data: Any):
