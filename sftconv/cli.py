@@ -270,12 +270,14 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
     written to OUTPUT/rejects.jsonl with their file, line and reason; the counts always add up:
     read = written + rejected + dropped. Exit code 0 on success, 1 on failure, 2 on bad usage.
 
-    INPUT may be files (.jsonl, .json, .csv, .parquet, each maybe .gz or .zst), folders, quoted
+    INPUT may be files (.jsonl, .json, .csv, .parquet, .arrow, each maybe .gz or .zst), folders, quoted
     globs, Hugging Face save_to_disk folders or hf:NAME for a dataset in the local datasets cache.
     Files, folders and globs may be URLs ('s3://bucket/raw/*.jsonl', with sftconv[s3] installed;
     credentials come from the environment, as for the AWS CLI).
     The record shape (OpenAI messages, ShareGPT, Alpaca, prompt/completion, transcript) is detected
-    for each input; name your own fields with the --*-field options or --mapping FILE.
+    for each input; name your own fields with the --*-field options or --mapping FILE (a.b reaches
+    a nested field). Fields that change what a record means (images, chosen/rejected, a KTO label)
+    reject it or are counted in a warning; see the README.
 
     --pack N packs samples into rows of at most N tokens (best fit decreasing within
     --pack-window samples); position_ids restart at 0 for each sample and seq_lens gives the
@@ -291,6 +293,8 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         sftconv convert logs.json.gz -o out/ --messages-field dialog --role-field speaker \\
             --content-field text --role-alias bot=assistant --system "You are helpful."
         sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
+        sftconv convert qa.json -o out/ --records-field data --prompt-field meta.question \
+            --completion-field answer --keep-columns id
         sftconv convert '/shared/raw/*.jsonl' -o /shared/out/ --engine ray --ray-address auto
         sftconv convert data.jsonl -o s3://my-bucket/sft/mix-v1 --engine ray --ray-address auto
     """
