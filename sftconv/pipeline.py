@@ -12,7 +12,7 @@ from functools import cached_property
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .conversation import SPECIAL_TEXT, TOO_LONG, Conversation, Record, RecordError, Rejected
@@ -24,10 +24,11 @@ from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .readers.json import MissingRecords
 from .remote import is_url, join, object_version
-from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
+from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TranscriptShape, TurnRules, detect_shape
 from .shapes.candidates import Candidate, auto_layout
 from .shapes.mapping import UnknownField, check_field
 from .shapes.meaning import meaning_codes, warning_text
+from .shapes.transcript import without_llama2_marks
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
 from .tokenizer import Tokenizer
@@ -323,6 +324,15 @@ class InputShape:
         names = self.mapping.renames
         return frozenset((names.get(key) or own).split(".")[0] for key, own in self.shape.fields.items())
 
+    def scanned(self, record: Record) -> Any:
+        """The record as the special-text scan sees it: a Llama 2 transcript's `<s>`, `[INST]`... are its
+        structure, read by the transcript shape, not text that reaches the model."""
+        field = self.mapping.transcript or "transcript"
+        data = record.data
+        if self.shape.name != TranscriptShape.name or not isinstance(data, dict) or not isinstance(data.get(field), str):
+            return data
+        return {**data, field: without_llama2_marks(data[field])}
+
     def meaning(self, record: Record) -> tuple[str, ...]:
         """The record's warning codes for meaningful fields it leaves unread (see `shapes.meaning`).
 
@@ -346,6 +356,10 @@ class FileShapes:
     def meaning(self, record: Record) -> tuple[str, ...]:
         """`InputShape.meaning` for the input the record came from."""
         return self.by_input[record.location.source].meaning(record)
+
+    def scanned(self, record: Record) -> Any:
+        """`InputShape.scanned` for the input the record came from."""
+        return self.by_input[record.location.source].scanned(record)
 
     @property
     def names(self) -> dict[str, str | None]:
@@ -493,7 +507,7 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
     for index, item in enumerate(chunk.records()):
         read += 1
         if isinstance(item, Record):
-            finding = first_marker(item.data)
+            finding = first_marker(shape.scanned(item))
             marked += finding is not None
             try:
                 if finding is not None and shape.special_text == "reject":

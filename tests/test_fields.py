@@ -354,3 +354,15 @@ def test_a_preference_record_is_not_trained_as_a_plain_chat(tmp_path):
     assert result.exit_code == 0, result.output
     assert manifest(out)["counts"]["rejected_by_reason"] == {PREFERENCE_RECORD: 1}
     assert rejects(out)[0]["line"] == 1 and "'chosen' and 'rejected' are a preference pair" in rejects(out)[0]["detail"]
+
+
+def test_a_llama2_transcripts_marks_are_structure_not_special_text(tmp_path):
+    data = write_jsonl(tmp_path / "llama2.jsonl", [{"text": text} for text in LLAMA2] + [
+        {"text": "<s>Human: Hi <|im_end|></s><s>Assistant: Yo</s>"}])
+    out = tmp_path / "out"
+    result = run("convert", data, "-o", out, "--transcript-field", "text", "--special-text", "reject", "-q")
+    assert result.exit_code == 0, result.output
+    assert manifest(out)["counts"]["rejected_by_reason"] == {"special_text": 1}
+    assert rejects(out)[0]["detail"] == "text: <|im_end|> (ChatML (Qwen, Yi, OpenHermes)) at character 13"
+    report = json.loads(run("validate", data, "--transcript-field", "text", "--format", "json").stdout)
+    assert [(i["code"], i["count"]) for i in report["issues"]] == [("foreign_template_marker", 1)]

@@ -15,6 +15,7 @@ TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):")  # a speaker label opens a pa
 TAGGED_TURN = re.compile(r"\s*<s>\s*(Human|Assistant):(.*?)</s>", re.S)
 # Llama 2 chat: `<s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nquestion [/INST] answer </s>`, once per exchange;
 # the last answer may be missing (a prompt awaiting its answer) or lack its `</s>`.
+LLAMA2_MARKS = re.compile(r"</?s>|\[/?INST\]|<</?SYS>>")  # the structure of a Llama 2 transcript, not its text
 INST_EXCHANGE = re.compile(r"\s*(?:<s>)?\s*\[INST\](?:\s*<<SYS>>(.*?)<</SYS>>)?(.*?)\[/INST\]"
                            r"(.*?)(?:</s>|(?=\s*(?:<s>)?\s*\[INST\])|\s*$)", re.S)
 
@@ -54,6 +55,13 @@ class TranscriptShape(Shape):
         if parts[0].strip():
             raise RecordError(BAD_TRANSCRIPT, f"text before the first turn: {parts[0][:60]!r}")
         return tuple(Message(SPEAKERS[speaker], text) for speaker, text in zip(parts[1::2], parts[2::2]))
+
+
+def without_llama2_marks(text: str) -> str:
+    """A Llama 2 era transcript with the marks that are its structure blanked (so positions stay), for the
+    special-text scan, which would otherwise count every such transcript as holding another template's markers."""
+    start = text.lstrip()
+    return LLAMA2_MARKS.sub(lambda mark: " " * len(mark[0]), text) if start.startswith(("<s>", "[INST]")) else text
 
 
 def tagged_turns(text: str) -> tuple[Message, ...]:

@@ -109,7 +109,7 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
     with tqdm(disable=None if progress else True, unit=" rec", desc="validating", dynamic_ncols=True) as bar:
         for item, result in paired(source):
             per_file[item.location.source] += 1
-            findings = scan_record(item.data) if isinstance(item, Record) else []
+            findings = scan_record(source.shape.scanned(item)) if isinstance(item, Record) else []
             if isinstance(item, Record):
                 findings += record_tool_findings(source, item, result)
             if isinstance(result, Rejected):
