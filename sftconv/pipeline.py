@@ -117,7 +117,8 @@ class ConvertOptions(SourceOptions):
     (one shard). See `LengthPolicy`, `Packer` and `ShardWriter` for what each option does.
 
     Raises:
-        ValueError: an unknown format, a size below 1, or a `max_seq_len` longer than `pack`.
+        ValueError: an unknown format, a size below 1, a `max_seq_len` longer than `pack`, or `keep_columns`
+            that the format or packing cannot hold (see `keep.check_keep_columns`).
     """
 
     shard_rows: int | None = 100_000
