@@ -12,6 +12,7 @@ from .lengths import Overflow
 from .packing import DEFAULT_WINDOW
 from .shapes import AUTO, SHAPES, FieldMapping, MappingError
 from .shapes.preference import PREFERENCE_SHAPES
+from .shapes.mapping import UnknownField
 from .shapes.turns import ALIAS_TARGETS
 from .template import TEMPLATES, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
 from .template.reasoning import KeepReasoning, ReasoningPolicy
@@ -26,7 +27,8 @@ class Commands(click.Group):
     """The command group, turning an interrupt or a failure of the operating system into one line on stderr.
 
     Ctrl-C exits with 130, as shells expect of an interrupted program; an OSError (disk full, permission
-    denied, a folder where a file belongs) exits with 1. `--debug` shows the traceback as well.
+    denied, a folder where a file belongs) exits with 1. `--debug` shows the traceback as well. A field
+    flag naming a field the data does not have (UnknownField) is bad usage: exit 2.
     """
 
     def invoke(self, ctx: click.Context):
@@ -42,6 +44,8 @@ class Commands(click.Group):
                            "finished are kept and the one it was converting resumes"}.get(ctx.invoked_subcommand, "")
             click.echo(f"sftconv: interrupted{hint}", err=True)
             ctx.exit(130)
+        except UnknownField as error:  # a field flag naming no field of the data, found once the data is read
+            raise click.UsageError(str(error)) from error
         except OSError as error:
             if ctx.params.get("debug") or isinstance(error, BrokenPipeError):
                 raise
@@ -104,6 +108,9 @@ def source_options(command):
         click.option("--split", metavar="NAME",
                      help="The split to read from a Hugging Face DatasetDict folder or hf:NAME dataset "
                           "[default: the only split]."),
+        click.option("--records-field", metavar="NAME",
+                     help="The list holding the records of a .json file that wraps them, such as data in "
+                          '{"version": 1, "data": [...]} (a.b for a nested one).'),
         click.option("--mapping", "mapping_file", type=click.Path(exists=True, dir_okay=False),
                      help="A YAML or JSON file naming your fields, with the keys of the --*-field options "
                           "below and `roles: {bot: assistant}`; the flags win over it."),
@@ -186,6 +193,7 @@ def source_fields(params: dict) -> dict:
         "shape": params["shape"],
         "task": params["task"],
         "split": params["split"],
+        "records_field": params["records_field"],
         "mapping": mapping,
         "system": params["system_prompt"],
         "replace_system": params["replace_system"],
@@ -279,8 +287,12 @@ class ByteSize(click.ParamType):
               help="The Ray cluster to run on with --engine ray: auto, HOST:6379 or ray://HOST:10001; the "
                    "output folder must be on storage every node sees.  [default: RAY_ADDRESS, else a Ray "
                    "instance on this machine]")
+@click.option("--keep-columns", metavar="NAME,...", default="",
+              help="Record fields to carry into every row, so it can be traced to its record (id,meta.source): "
+                   "one column each, the value as JSON text, null where a record has none. Not with --pack "
+                   "or --format megatron.")
 def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len, overflow, pack, pack_window,
-            on_error, overwrite, resume, unit_size, quiet, workers, engine, ray_address, **source):
+            on_error, overwrite, resume, unit_size, quiet, workers, engine, ray_address, keep_columns, **source):
     """Convert chat records (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into tokenized shards.
 
     Each record becomes one sample in the Llama 3 Instruct format (or, with --template
@@ -289,12 +301,14 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
     written to OUTPUT/rejects.jsonl with their file, line and reason; the counts always add up:
     read = written + rejected + dropped. Exit code 0 on success, 1 on failure, 2 on bad usage.
 
-    INPUT may be files (.jsonl, .json, .csv, .parquet, each maybe .gz or .zst), folders, quoted
+    INPUT may be files (.jsonl, .json, .csv, .parquet, .arrow, each maybe .gz or .zst), folders, quoted
     globs, Hugging Face save_to_disk folders or hf:NAME for a dataset in the local datasets cache.
     Files, folders and globs may be URLs ('s3://bucket/raw/*.jsonl', with sftconv[s3] installed;
     credentials come from the environment, as for the AWS CLI).
     The record shape (OpenAI messages, ShareGPT, Alpaca, prompt/completion, transcript) is detected
-    for each input; name your own fields with the --*-field options or --mapping FILE.
+    for each input; name your own fields with the --*-field options or --mapping FILE (a.b reaches
+    a nested field). Fields that change what a record means (images, chosen/rejected, a KTO label)
+    reject it or are counted in a warning; see the README.
     Preference data (prompt + chosen/rejected, ShareGPT pairwise, HH-RLHF transcripts, KTO
     messages + label) is detected too: each pair becomes one row with chosen_input_ids,
     chosen_labels, rejected_input_ids, ... and prompt_length (--task sft reads it as SFT).
@@ -313,6 +327,8 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         sftconv convert logs.json.gz -o out/ --messages-field dialog --role-field speaker \\
             --content-field text --role-alias bot=assistant --system "You are helpful."
         sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
+        sftconv convert qa.json -o out/ --records-field data --prompt-field meta.question \
+            --completion-field answer --keep-columns id
         sftconv convert '/shared/raw/*.jsonl' -o /shared/out/ --engine ray --ray-address auto
         sftconv convert data.jsonl -o s3://my-bucket/sft/mix-v1 --engine ray --ray-address auto
         sftconv convert dpo_pairs.jsonl -o out/ --task preference --max-seq-len 4096
@@ -320,6 +336,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
     from contextlib import nullcontext
 
     from .engine import default_workers
+    from .keep import check_keep_columns
     from .pipeline import ConvertError, ConvertOptions, UsageProblem
     from .pipeline import convert as run_convert
 
@@ -332,8 +349,13 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
     if max_seq_len is not None and pack is not None and max_seq_len > pack:
         raise click.UsageError(f"--max-seq-len {max_seq_len} is longer than --pack {pack}: such a sample cannot "
                                "be packed; lower --max-seq-len or leave it out (it defaults to --pack)")
+    keep = tuple(name.strip() for name in keep_columns.split(",") if name.strip())
+    try:
+        check_keep_columns(keep, format=output_format, packed=pack is not None)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
     options = ConvertOptions(
-        **source_fields(source), format=output_format, on_error=on_error,
+        **source_fields(source), format=output_format, on_error=on_error, keep_columns=keep,
         shard_rows=shard_rows if shard_rows is not None or shard_size is not None else 100_000,
         shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
         pack=pack, pack_window=pack_window or DEFAULT_WINDOW, unit_bytes=unit_size or UNIT_BYTES)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from .template import Encoded, Samples
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Overflow(str, Enum):
@@ -89,11 +93,15 @@ class LengthPolicy:
 
     def fit_samples(self, samples: Samples) -> Samples:
         """`fit` for many samples at once, in order; only the ones over the limit are looked at one by one."""
+        return self.fit_samples_rows(samples)[0]
+
+    def fit_samples_rows(self, samples: Samples) -> tuple[Samples, np.ndarray | None]:
+        """`fit_samples`, and the positions of the samples kept (None: all of them)."""
         import numpy as np
 
         over = np.flatnonzero(samples.lengths > self.max_seq_len)
         if not len(over):
-            return samples
+            return samples, None
         offsets, lengths = samples.offsets, samples.lengths
         kept = lengths.copy()
         for i in over.tolist():
@@ -101,7 +109,7 @@ class LengthPolicy:
             kept[i] = self.kept_length(samples.input_ids[start:stop].tolist(), samples.loss_mask[start:stop].tolist())
         position = np.arange(len(samples.input_ids)) - np.repeat(offsets[:-1], lengths)
         keep = position < np.repeat(kept, lengths)
-        return Samples(samples.input_ids[keep], samples.loss_mask[keep], kept[kept > 0])
+        return Samples(samples.input_ids[keep], samples.loss_mask[keep], kept[kept > 0]), np.flatnonzero(kept > 0)
 
     def kept_length(self, input_ids: list[int], loss_mask: list[int]) -> int:
         """How many leading tokens of a sample the rule keeps: all if it fits, 0 if it is dropped; counted in `stats`."""

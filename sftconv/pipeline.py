@@ -7,23 +7,29 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
+from functools import cached_property
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .conversation import SPECIAL_TEXT, TOO_LONG, Conversation, Record, RecordError, Rejected
 from .engine import WorkerError, Workers
+from .keep import check_keep_columns, kept_values
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
+from .readers.json import MissingRecords
 from .remote import is_url, join, object_version
-from .shapes import AUTO, FieldMapping, Shape, ShapeNotFound, TurnRules
-from .shapes.preference import undesirable
+from .shapes import AUTO, FieldMapping, Shape, ShapeNotFound, TranscriptShape, TurnRules
+from .shapes.candidates import Candidate, auto_layout
+from .shapes.mapping import UnknownField, check_field
+from .shapes.meaning import meaning_codes, warning_text
 from .shapes.reasoning import read_traces
+from .shapes.transcript import without_llama2_marks
 from .shapes.turns import checked_texts
 from .tasks import ALL_SHAPES, PREFERENCE, SFT, TASK_CHOICES, PreferenceTask, SftTask, detect, make_task, task_of
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -62,6 +68,7 @@ class SourceOptions:
     shape: str = AUTO  # a name in SHAPES or PREFERENCE_SHAPES, or AUTO: detected per input
     task: str = AUTO  # one of TASK_CHOICES: AUTO picks preference where most records are pairs (see `tasks.detect`)
     split: str | None = None  # the split of a Hugging Face DatasetDict
+    records_field: str | None = None  # the list holding a .json document's records (see `JsonReader`)
     mapping: FieldMapping = field(default_factory=FieldMapping)
     system: str | None = None
     replace_system: bool = False
@@ -103,6 +110,7 @@ class SourceOptions:
         return {
             "shape": self.shape,
             "split": self.split,
+            **({"records_field": self.records_field} if self.records_field is not None else {}),
             "mapping": self.mapping.to_json(),
             "system": self.system,
             "replace_system": self.replace_system,
@@ -125,7 +133,8 @@ class ConvertOptions(SourceOptions):
     (one shard). See `LengthPolicy`, `Packer` and `ShardWriter` for what each option does.
 
     Raises:
-        ValueError: an unknown format, a size below 1, or a `max_seq_len` longer than `pack`.
+        ValueError: an unknown format, a size below 1, a `max_seq_len` longer than `pack`, or `keep_columns`
+            that the format or packing cannot hold (see `keep.check_keep_columns`).
     """
 
     shard_rows: int | None = 100_000
@@ -137,9 +146,11 @@ class ConvertOptions(SourceOptions):
     pack: int | None = None
     pack_window: int = DEFAULT_WINDOW
     unit_bytes: int = UNIT_BYTES  # input bytes per unit (see `units`): shards, packing and resume go unit by unit
+    keep_columns: tuple[str, ...] = ()  # record fields carried into every row (see `keep`)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_keep_columns(self.keep_columns, format=self.format, packed=self.pack is not None)
         if self.format not in WRITERS:
             raise ValueError(f"unknown format {self.format!r} (expected one of {', '.join(WRITERS)})")
         for name in ("shard_rows", "shard_bytes", "max_seq_len", "pack", "pack_window", "unit_bytes"):
@@ -169,6 +180,7 @@ class ConvertOptions(SourceOptions):
             "pack_window": self.pack_window,
             "unit_bytes": self.unit_bytes,
             "on_error": self.on_error,
+            **({"keep_columns": list(self.keep_columns)} if self.keep_columns else {}),
         }
 
 
@@ -194,6 +206,7 @@ class Summary:
     special_text_records: int = 0  # records holding special-token text or another template's markers
     reasoning: ReasoningCounts = field(default_factory=ReasoningCounts)  # traces in the samples rendered
     task: str = SFT  # `sft`, or `preference`: then `written` counts pairs (or KTO samples), a row each
+    warned_by_code: Counter = field(default_factory=Counter)  # samples by `shapes.meaning` warning code
 
     @property
     def rejected(self) -> int:
@@ -222,6 +235,7 @@ class Summary:
             "tokens": self.tokens,
             "trained_tokens": self.trained_tokens,
             "reasoning": self.reasoning.to_json(),
+            **({"warned_by_code": dict(sorted(self.warned_by_code.items()))} if self.warned_by_code else {}),
         }
 
     def to_receipt(self) -> dict:
@@ -236,6 +250,7 @@ class Summary:
                    dropped_by_reason=Counter(data["dropped_by_reason"]), tokens=data["tokens"],
                    trained_tokens=data["trained_tokens"], lengths=LengthStats(**data["lengths"]),
                    special_text_records=data["special_text_records"],
+                   warned_by_code=Counter(data.get("warned_by_code", {})),
                    shards=[ShardInfo.from_json(shard) for shard in data["shards"]],
                    reasoning=ReasoningCounts(**data.get("reasoning", {})))
 
@@ -251,6 +266,7 @@ class Summary:
         self.lengths = LengthStats(*(a + b for a, b in zip(astuple(self.lengths), astuple(unit.lengths))))
         self.special_text_records += unit.special_text_records
         self.reasoning.add(unit.reasoning)
+        self.warned_by_code += unit.warned_by_code
         self.shards += unit.shards
 
 
@@ -316,23 +332,61 @@ class InputShape:
     rules: TurnRules
 
     def __call__(self, record: Record) -> Conversation:
-        undesirable(record.data, self.mapping.label)  # a KTO answer labelled false is never trained as a good one
         data = self.mapping.apply(record.data, self.shape.fields)
-        messages = self.rules(read_traces(self.shape(data)))
-        return checked_texts(Conversation(messages, record.location, self.shape.tools(data)))
+        messages = self.rules(read_traces(self.read_with(self.shape, data)))
+        return checked_texts(Conversation(messages, record.location, self.read_with(self.shape.tools, data)))
+
+    def read_with(self, read, data):
+        """`read(data)`, its RecordError (about the renamed record) said again in the user's field names."""
+        try:
+            return read(data)
+        except RecordError as error:
+            raise RecordError(error.reason, self.mapping.in_user_names(error.detail, self.shape.fields)) from None
+
+    @cached_property
+    def read(self) -> frozenset[str]:
+        """The record fields this shape reads, by the user's names (a path's first part): `meaning` skips them."""
+        names = self.mapping.renames
+        return frozenset((names.get(key) or own).split(".")[0] for key, own in self.shape.fields.items())
+
+    def scanned(self, record: Record) -> Any:
+        """The record as the special-text scan sees it: a Llama 2 transcript's `<s>`, `[INST]`... are its
+        structure, read by the transcript shape, not text that reaches the model."""
+        field = self.mapping.transcript or "transcript"
+        data = record.data
+        if self.shape.name != TranscriptShape.name or not isinstance(data, dict) or not isinstance(data.get(field), str):
+            return data
+        return {**data, field: without_llama2_marks(data[field])}
+
+    def meaning(self, record: Record) -> tuple[str, ...]:
+        """The record's warning codes for meaningful fields it leaves unread (see `shapes.meaning`).
+
+        Raises:
+            RecordError: a field whose meaning SFT would betray (`media_field`, `preference_record`...).
+        """
+        return meaning_codes(record.data, self.read)
 
 
 class FileShapes:
     """Shapes each record with the shape resolved for the input it came from (inputs may differ in shape)."""
 
     def __init__(self, by_input: dict[str, InputShape | None], special_text: str = "keep",
-                 task: SftTask | PreferenceTask | None = None):
+                 task: SftTask | PreferenceTask | None = None, keep: tuple[str, ...] = ()):
         self.by_input = by_input
         self.special_text = special_text  # one of SPECIAL_TEXT_POLICIES: what encode_chunk does with such text
         self.task = task or SftTask()  # renders what the shapes make: SFT samples or preference pairs
+        self.keep = keep  # record fields encode_chunk carries along with each sample (--keep-columns)
 
     def __call__(self, record: Record) -> Conversation:
         return self.by_input[record.location.source](record)
+
+    def meaning(self, record: Record) -> tuple[str, ...]:
+        """`InputShape.meaning` for the input the record came from."""
+        return self.by_input[record.location.source].meaning(record)
+
+    def scanned(self, record: Record) -> Any:
+        """`InputShape.scanned` for the input the record came from."""
+        return self.by_input[record.location.source].scanned(record)
 
     @property
     def names(self) -> dict[str, str | None]:
@@ -349,7 +403,9 @@ class Source:
     template: Llama3Template
     shape: FileShapes
     split: str | None = None
+    records_field: str | None = None
     warnings: list[str] = field(default_factory=list)
+    layout: Candidate | None = None  # the shape and fields chosen when no shape fit by field names (`auto_layout`)
 
     def records(self) -> Iterator[Record | Rejected]:
         """Every record of every input, in order.
@@ -358,7 +414,7 @@ class Source:
             ConvertError: an input cannot be read (corrupt, truncated...).
         """
         try:
-            yield from read_records(self.paths, split=self.split)
+            yield from read_records(self.paths, split=self.split, records=self.records_field)
         except ReaderError as error:
             raise ConvertError(str(error)) from error
 
@@ -369,27 +425,44 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
     Raises:
         ConvertError: an input is missing, of an unknown type or unreadable, no shape fits an input's
             records, there is no input, or the tokenizer cannot be loaded.
+        UnknownField: a field the mapping names is in no sampled record.
     """
     try:
         paths = expand_inputs(inputs)
         for path in paths:
-            reader_for(path, split=options.split)
+            reader_for(path, split=options.split, records=options.records_field)
     except (FileNotFoundError, ValueError) as error:
         raise ConvertError(str(error)) from error
     if not paths:
         raise ConvertError(f"no input files found in {', '.join(inputs)}")
-    warnings, names = [], {}
+    warnings, names, samples = [], {}, {}
     for path in paths:
-        sample, empty = sample_records(path, options.split)
+        samples[path], empty = sample_records(path, options.split, options.records_field)
         if empty:
             warnings.append(f"{path}: no records (an empty input); it adds nothing to the dataset")
+    # A field the mapping names must be somewhere in the samples; UnknownField is a usage error in every command.
+    sampled = [record for sample in samples.values() for record in sample]
+    options.mapping.check_names(sampled)
+    for name in getattr(options, "keep_columns", ()) if sampled else ():
+        check_field(name, "--keep-columns", sampled)
+    unfit: dict[Path | str, ShapeNotFound] = {}
+    for path, sample in samples.items():
         name = options.shape
         if name == AUTO:
             try:
                 name = detect(sample, options.mapping, options.task) if sample else None
             except ShapeNotFound as error:
-                raise ConvertError(f"{path}: {error}") from error
+                unfit[path], name = error, None
         names[str(path)] = name
+    chosen = auto_layout([error.chosen for error in unfit.values()], names, options.mapping) if unfit else None
+    if unfit and chosen is None:
+        path, error = next(iter(unfit.items()))
+        raise ConvertError(f"{path}: {error}")
+    if chosen is not None:
+        options = replace(options, mapping=options.mapping.merged(**dict(chosen.fields)))
+        names.update(dict.fromkeys(map(str, unfit), chosen.shape))
+        warnings.append(f"no record shape fits {', '.join(map(str, unfit))} by its field names; read with "
+                        f"{chosen.flags}, the one layout every sampled record fits (pass them to make it explicit)")
     if task_of(names) is None or (options.task != AUTO and task_of(names) != options.task):
         raise UsageProblem(mixed_tasks(names, options.task))
     try:
@@ -397,7 +470,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
     return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
-                  split=options.split, warnings=warnings)
+                  split=options.split, records_field=options.records_field, warnings=warnings, layout=chosen)
 
 
 def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileShapes:
@@ -405,7 +478,8 @@ def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileSha
     rules = options.rules()
     task = options.make_task(names)
     return FileShapes({source: task.shaper(ALL_SHAPES[name](options.mapping.roles), options.mapping, rules)
-                       if name else None for source, name in names.items()}, options.special_text, task)
+                       if name else None for source, name in names.items()}, options.special_text, task,
+                      getattr(options, "keep_columns", ()))
 
 
 def mixed_tasks(names: dict[str, str | None], task: str) -> str:
@@ -417,13 +491,14 @@ def mixed_tasks(names: dict[str, str | None], task: str) -> str:
             "written in different rows, so convert them apart")
 
 
-def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
+def sample_records(path: Path | str, split: str | None, records: str | None = None) -> tuple[list, bool]:
     """The data of the input's first DETECT_RECORDS records, and whether the input holds nothing at all.
 
     Raises:
         ConvertError: the input cannot be read.
+        UnknownField: `records` (--records-field) names no list in the input.
     """
-    items = reader_for(path, split=split).read(path)
+    items = reader_for(path, split=split, records=records).read(path)
     sample, seen = [], False
     try:
         for item in items:
@@ -432,6 +507,8 @@ def sample_records(path: Path | str, split: str | None) -> tuple[list, bool]:
                 sample.append(item.data)
                 if len(sample) == DETECT_RECORDS:
                     break
+    except MissingRecords as error:
+        raise UnknownField(str(error)) from error
     except ReaderError as error:
         raise ConvertError(str(error)) from error
     finally:
@@ -448,6 +525,8 @@ class EncodedChunk:
     read: int
     marked: int  # records holding special-token text or another template's markers
     reasoning: ReasoningCounts = field(default_factory=ReasoningCounts)  # the traces its samples rendered
+    warned: Counter = field(default_factory=Counter)  # samples by warning code of `shapes.meaning`
+    kept: list[tuple[str | None, ...]] | None = None  # each sample's kept record fields, under --keep-columns
 
 
 def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> EncodedChunk:
@@ -455,25 +534,29 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
 
     Special-token text is never a control token (the tokenizer encodes it as plain text); it is looked
     for in every string of each record, as `validate` does, counted, and rejected under
-    `special_text="reject"`.
+    `special_text="reject"`. Meaningful fields the shape leaves unread reject the record or are
+    counted by warning code (`shapes.meaning`).
     """
     from .validate.text import first_marker
 
     shape, template = job
     chats: list[Conversation] = []
     shaped: list[tuple[int, Record]] = []
+    notes: list[tuple[str, ...]] = []
     rejected: list[tuple[int, Rejected]] = []
     read = marked = 0
     for index, item in enumerate(chunk.records()):
         read += 1
         if isinstance(item, Record):
-            finding = first_marker(item.data)
+            finding = first_marker(shape.scanned(item))
             marked += finding is not None
             try:
                 if finding is not None and shape.special_text == "reject":
                     raise RecordError(SPECIAL_TEXT, f"{finding.field}: {finding.detail}")
+                codes = shape.meaning(item)
                 chats.append(shape(item))
                 shaped.append((index, item))
+                notes.append(codes)
                 continue
             except RecordError as error:
                 item = Rejected(item.location, error.reason, error.detail, item.data)
@@ -486,7 +569,10 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
               for (index, item), error in zip(shaped, errors) if error is not None]
     if failed:
         rejected = sorted(rejected + failed, key=itemgetter(0))
-    return EncodedChunk(samples, rejected, read, marked, counts)
+    warned = Counter(code for codes, error in zip(notes, errors) if error is None for code in codes)
+    kept = [kept_values(item.data, shape.keep) for (_, item), error in zip(shaped, errors)
+            if error is None] if shape.keep else None
+    return EncodedChunk(samples, rejected, read, marked, counts, warned, kept)
 
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,
@@ -553,6 +639,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     """
     source = open_source(inputs, options)
     refuse_unsupported(source.shape.task, options)
+    if source.layout is not None:  # chosen because no shape fit: the manifest records it as if it were given
+        options = replace(options, mapping=options.mapping.merged(**dict(source.layout.fields)))
     identity = run_identity(source, options)
     try:
         folder = Folder.at(out_dir)
@@ -562,7 +650,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         if resume and folder.is_file(MANIFEST_FILE):
             return finished_run(folder, identity)
         try:
-            units = plan_units(source.paths, split=options.split, unit_bytes=options.unit_bytes)
+            units = plan_units(source.paths, split=options.split, unit_bytes=options.unit_bytes,
+                               records=options.records_field)
         except (OSError, ReaderError) as error:
             raise ConvertError(str(error)) from error
         done = prepare_output(folder, overwrite=overwrite, resume=resume, identity=identity, units=units)
@@ -686,10 +775,10 @@ def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None =
         packed = options.pack is not None
         writer = WRITERS[options.format](folder.local, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
                                          packed=packed, prefix=f"{unit.name}-", publish=folder.publish,
-                                         layout=options.make_task(job.shapes).layout(packed))
+                                         layout=options.make_task(job.shapes).layout(packed, options.keep_columns))
         rejects = RejectsWriter(folder.local / work.rejects(unit))
         summary = Summary(pack=options.pack)
-        chunks = reader_for(unit.path, split=options.split).chunks(unit.path, unit.span)
+        chunks = reader_for(unit.path, split=options.split, records=options.records_field).chunks(unit.path, unit.span)
         try:
             run(chunks, pool, writer, rejects, summary, options, bar)
             summary.shards = writer.close()
@@ -719,9 +808,10 @@ def finish_run(folder: Folder, source: Source, options: ConvertOptions, results:
         summary.warnings.append(
             f"{summary.special_text_records:,} record(s) hold special-token text or another template's markers, "
             "kept and encoded as plain text; sftconv validate lists them, --special-text reject rejects them")
+    summary.warnings += [warning_text(code, count) for code, count in sorted(summary.warned_by_code.items())]
     work = WorkDir(folder)
     join_rejects(folder, [work.rejects(unit) for unit in units])
-    packed, layout = options.pack is not None, source.shape.task.layout(options.pack is not None)
+    packed, layout = options.pack is not None, source.shape.task.layout(options.pack is not None, options.keep_columns)
     summary.shards = WRITERS[options.format].finish(folder, summary.shards, packed=packed, layout=layout)
     tokenizer = source.tokenizer
     limit = options.seq_limit
@@ -768,13 +858,15 @@ def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: Re
         writer.write_columns(columns)
         summary.rows += len(columns)
 
-    def write_samples(samples: Samples) -> None:
+    def write_samples(samples: Samples, fields: list | None = None) -> None:
         if lengths is not None:
-            kept = task.fit(samples, lengths)
-            if len(kept) < len(samples):
-                summary.dropped_by_reason[TOO_LONG] += len(samples) - len(kept)
-            samples = kept
-        write(task.columns(samples, packer))
+            count = len(samples)
+            samples, rows = task.fit(samples, lengths)
+            if len(samples) < count:
+                summary.dropped_by_reason[TOO_LONG] += count - len(samples)
+            if fields is not None and rows is not None:
+                fields = [fields[row] for row in rows.tolist()]
+        write(task.columns(samples, packer, fields))
         summary.written += len(samples)
         summary.tokens += int(samples.lengths.sum())
         summary.trained_tokens += int(samples.loss_mask.sum())
@@ -785,15 +877,16 @@ def run(chunks: Iterable[Chunk], pool: Workers, writer: ShardWriter, rejects: Re
             if rejected and options.on_error == "fail":
                 # Write what came before the first bad record, so the shards it completes are kept.
                 position, first = rejected[0]
-                write_samples(samples.take(range(position)))
+                write_samples(samples.take(range(position)), None if result.kept is None else result.kept[:position])
                 raise ConvertError(f"{first.location}: {first.reason}: {first.detail}")
             for _, item in rejected:
                 summary.rejected_by_reason[item.reason] += 1
                 rejects.write(item)
-            write_samples(samples)
+            write_samples(samples, result.kept)
             summary.read += result.read
             summary.special_text_records += result.marked
             summary.reasoning.add(result.reasoning)
+            summary.warned_by_code += result.warned
             if bar is not None:  # once per chunk, so the bar costs nothing next to the work
                 bar.update(result.read, summary.tokens - written)
     except WorkerError as error:

@@ -12,6 +12,8 @@ from .shapes import AUTO, SHAPES, FieldMapping, Shape, detect_shape
 from .shapes.preference import PREFERENCE_SHAPES, KtoShape, PairShaper
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .lengths import LengthPolicy
     from .packing import Packer
     from .pairs import EncodedPair, PairSamples
@@ -73,18 +75,22 @@ class SftTask:
 
         return Encoded(*parts, location)
 
-    def fit(self, samples: Samples, lengths: LengthPolicy) -> Samples:
-        return lengths.fit_samples(samples)
+    def fit(self, samples: Samples, lengths: LengthPolicy) -> tuple[Samples, np.ndarray | None]:
+        """The samples the length policy keeps, and their positions (None: all of them)."""
+        return lengths.fit_samples_rows(samples)
 
-    def columns(self, samples: Samples, packer: Packer | None) -> Columns:
+    def columns(self, samples: Samples, packer: Packer | None, kept: list | None = None) -> Columns:
+        """Rows of samples (packed if `packer`), with each sample's kept record fields if any."""
         from .writers.shards import Columns
 
-        return Columns.from_samples(samples) if packer is None else Columns.from_packed(packer.add_samples(samples))
+        if packer is None:
+            return Columns.from_samples(samples, kept)
+        return Columns.from_packed(packer.add_samples(samples))
 
-    def layout(self, packed: bool) -> RowLayout:
+    def layout(self, packed: bool, keep: tuple[str, ...] = ()) -> RowLayout:
         from .writers.layouts import SftLayout
 
-        return SftLayout(packed)
+        return SftLayout(packed, keep)
 
 
 class PreferenceTask:
@@ -117,8 +123,9 @@ class PreferenceTask:
 
         return EncodedPair.of(parts, location)
 
-    def fit(self, pairs: PairSamples, lengths: LengthPolicy) -> PairSamples:
-        """The pairs whose sides both fit; counts in `lengths.stats` the pairs truncated (by `render`) and dropped."""
+    def fit(self, pairs: PairSamples, lengths: LengthPolicy) -> tuple[PairSamples, np.ndarray | None]:
+        """The pairs whose sides both fit and their positions (None: all of them); counts in `lengths.stats` the
+        pairs truncated (by `render`) and dropped."""
         import numpy as np
 
         over = pairs.longest_side() > lengths.max_seq_len
@@ -131,10 +138,10 @@ class PreferenceTask:
         if over.any():
             dropped = pairs.take(np.flatnonzero(over))
             stats.trained_tokens_lost += int(dropped.loss_mask.sum())
-            return pairs.take(np.flatnonzero(~over))
-        return pairs
+            return pairs.take(np.flatnonzero(~over)), np.flatnonzero(~over)
+        return pairs, None
 
-    def columns(self, pairs: PairSamples, packer: Packer | None) -> Columns:
+    def columns(self, pairs: PairSamples, packer: Packer | None, kept: list | None = None) -> Columns:
         """Rows of pairs: each row the chosen side's tokens then the rejected side's (KTO: the one side)."""
         import numpy as np
 
@@ -154,12 +161,12 @@ class PreferenceTask:
             extras[CHOSEN_LENGTH] = pairs.chosen.lengths
         columns = Columns.from_samples(sides)
         return Columns(columns.input_ids, columns.loss_mask, columns.row_offsets, columns.seq_lens,
-                       columns.seq_offsets, extras)
+                       columns.seq_offsets, extras, kept)
 
-    def layout(self, packed: bool) -> RowLayout:
+    def layout(self, packed: bool, keep: tuple[str, ...] = ()) -> RowLayout:
         from .writers.layouts import KtoLayout, PairLayout
 
-        return KtoLayout() if self.layout_name == "kto" else PairLayout()
+        return KtoLayout(keep) if self.layout_name == "kto" else PairLayout(keep)
 
 
 def make_task(names: dict[str, str | None], *, max_seq_len: int | None = None, truncate: bool = False

@@ -38,7 +38,7 @@ class Unit:
         return {"index": self.index, "input": str(self.path), "span": None if self.span is None else self.span.to_json()}
 
 
-def plan_units(paths: list[Path | str], *, split: str | None, unit_bytes: int) -> list[Unit]:
+def plan_units(paths: list[Path | str], *, split: str | None, unit_bytes: int, records: str | None = None) -> list[Unit]:
     """The units of a run, in input order; the same inputs and `unit_bytes` always give the same units.
 
     Raises:
@@ -49,7 +49,7 @@ def plan_units(paths: list[Path | str], *, split: str | None, unit_bytes: int) -
 
     units: list[Unit] = []
     for path in paths:
-        for span in reader_for(path, split=split).spans(path, unit_bytes):
+        for span in reader_for(path, split=split, records=records).spans(path, unit_bytes):
             units.append(Unit(len(units), path, span))
     return units
 

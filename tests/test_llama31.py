@@ -135,12 +135,12 @@ def test_without_a_system_prompt_the_system_turn_is_never_trained(tokenizer):
 
 @pytest.mark.parametrize("call, tools, reason, detail", [
     (ToolCall("get_weather", "city=Paris"), [WEATHER], "invalid_tool_arguments",
-     "turn 2: the arguments of the get_weather call are not a JSON object: 'city=Paris'"),
+     "turn 1: the arguments of the get_weather call are not a JSON object: 'city=Paris'"),
     (ToolCall("python", "print(1)"), [WEATHER], "invalid_tool_arguments",
      "(code for the code interpreter? define {\"type\": \"code_interpreter\"} in the record's tools)"),
-    (ToolCall("code_interpreter", {"source": "x"}), [], "invalid_tool_arguments", "turn 2: the code_interpreter call has no code"),
+    (ToolCall("code_interpreter", {"source": "x"}), [], "invalid_tool_arguments", "turn 1: the code_interpreter call has no code"),
     (ToolCall("brave_search", {"query": 3}), [], "invalid_tool_arguments",
-     'turn 2: the arguments of the brave_search call must be strings, found {"query": 3}'),
+     'turn 1: the arguments of the brave_search call must be strings, found {"query": 3}'),
     (ToolCall("get_weather", {}), [{"type": "file_search"}], "bad_tools",
      "a tool of type 'file_search', which Llama 3.1 cannot render"),
 ])
@@ -184,7 +184,7 @@ def test_llama3_refuses_tool_turns_and_ignores_definitions(tokenizer):
     chats = [Conversation(CHAT, HERE, (WEATHER,)), Conversation(plain, HERE, (WEATHER,)), Conversation(CHAT[:2] + CHAT[3:], HERE)]
     called, defined, result = template.render_batch(chats)
     assert (called.reason, called.detail) == (
-        "tool_calls_unsupported", "turn 3 calls a tool; Llama 3 has no tool turns: pass --template llama3.1")
+        "tool_calls_unsupported", "turn 2 calls a tool; Llama 3 has no tool turns: pass --template llama3.1")
     assert defined == template.render(Conversation(plain, HERE))
     assert (result.reason, result.detail) == (
-        "tool_calls_unsupported", "turn 3 is a tool's result; Llama 3 has no tool turns: pass --template llama3.1")
+        "tool_calls_unsupported", "turn 2 is a tool's result; Llama 3 has no tool turns: pass --template llama3.1")

@@ -268,5 +268,5 @@ def test_a_lone_surrogate_in_a_tool_call_is_invalid_text(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     reject = json.loads((tmp_path / "out" / "rejects.jsonl").read_text())
     assert reject["reason"] == "invalid_text"
-    assert reject["detail"].startswith("message 1 (assistant), the arguments of tool call 'get_weather' holds "
+    assert reject["detail"].startswith("turn 1 (assistant), the arguments of tool call 'get_weather' holds "
                                        "a lone surrogate U+D800")

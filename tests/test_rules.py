@@ -27,14 +27,14 @@ def test_good_conversations_pass_unchanged():
 
 
 @pytest.mark.parametrize("turns, code, detail", [
-    (["user:q", "system:s", "assistant:a"], "system_not_first", "turn 2 is a system turn"),
-    (["user:q", "user:q2", "assistant:a"], "consecutive_same_role", "turns 1 and 2 are both user; pass --merge-consecutive"),
-    (["user:q", "assistant:a", "assistant:b"], "consecutive_same_role", "turns 2 and 3 are both assistant"),
+    (["user:q", "system:s", "assistant:a"], "system_not_first", "turn 1 is a system turn"),
+    (["user:q", "user:q2", "assistant:a"], "consecutive_same_role", "turns 0 and 1 are both user; pass --merge-consecutive"),
+    (["user:q", "assistant:a", "assistant:b"], "consecutive_same_role", "turns 1 and 2 are both assistant"),
     (["system:s", "assistant:a"], "assistant_before_user", "the first turn after the system prompt is the assistant's"),
     (["assistant:a", "user:q"], "assistant_before_user", ""),
     (["system:s", "user:q"], "no_assistant_turn", "no assistant turn"),
     (["system:s"], "no_assistant_turn", ""),
-    (["user:q", "assistant: \n "], "empty_content", "turn 2 (assistant) has no content"),
+    (["user:q", "assistant: \n "], "empty_content", "turn 1 (assistant) has no content"),
 ])
 def test_each_broken_rule_has_its_code(turns, code, detail):
     got_code, got_detail = reason(TurnRules(), chat(*turns))

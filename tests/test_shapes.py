@@ -57,10 +57,10 @@ def test_openai_text_parts_bare_lists_aliases_and_top_level_system():
     ({"conversations": []}, "missing_messages", "fields: conversations"),
     ({"messages": "hi"}, "messages_not_list", "found str"),
     ({"messages": []}, "messages_not_list", "found an empty list"),
-    ({"messages": ["hi"]}, "message_not_object", "messages[0] is a str"),
+    ({"messages": ["hi"]}, "message_not_object", "messages[0] is str"),
     ({"messages": [{"role": "robot", "content": "x"}]}, "unknown_role", "messages[0].role is 'robot'"),
     ({"messages": [{"role": 1, "content": "x"}]}, "unknown_role", "messages[0].role is 1"),
-    ({"messages": [{"role": "user", "content": None}]}, "content_not_string", "is NoneType"),
+    ({"messages": [{"role": "user", "content": None}]}, "content_not_string", "is null"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]},
      "non_text_content", "messages[0].content[0] is a 'image_url' part"),
     ({"messages": [{"role": "assistant", "content": "x", "weight": 0.5}]}, "bad_train_flag", "weight must be 0 or 1"),
@@ -198,7 +198,8 @@ def test_detect_shape(records, shape):
 
 def test_detect_shape_through_a_mapping_and_its_error():
     records = [{"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: b"}]
-    with pytest.raises(ShapeNotFound, match=r"no record shape fits \(fields seen: chosen, rejected\)\. .*--shape"):
+    with pytest.raises(ShapeNotFound, match=r"no record shape fits \(fields seen: chosen, rejected\); rerun with --shape transcript "
+                                           r"--transcript-field chosen \(1 of 1 sampled records fit\)\. .*--shape"):
         detect_shape(records)
     assert detect_shape(records, FieldMapping(transcript="chosen")) == "transcript"
     assert detect_shape([{"dialog": [{"speaker": "bot", "text": "x"}]}],

@@ -125,7 +125,7 @@ def test_dataset_info_is_not_data(tmp_path, shared_data):
     result = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path)])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {path}: no record shape fits (fields seen: identity, alpaca_en_demo, ")
-    assert "Choose one with --shape, or map your field names" in result.stderr
+    assert "Choose one with --shape, and map your field names" in result.stderr
     assert not (tmp_path / "manifest.json").exists()
 
 
@@ -136,7 +136,7 @@ def test_tool_call_records_are_rejected_where_they_hold_tool_turns(tmp_path, sha
     assert [(r["line"], r["reason"]) for r in rejects] == [
         *((line, "tool_calls_unsupported") for line in range(7, 13)),
         *((line, "non_text_content") for line in range(13, 18))]
-    assert rejects[0]["detail"] == "turn 3 calls a tool; Llama 3 has no tool turns: pass --template llama3.1"
+    assert rejects[0]["detail"] == "turn 2 calls a tool; Llama 3 has no tool turns: pass --template llama3.1"
     assert rejects[-1]["detail"] == "messages[0].content[0] is a 'video' part; only text is rendered"
 
 

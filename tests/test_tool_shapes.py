@@ -153,7 +153,7 @@ def test_turn_rules_around_tool_turns():
     assert TurnRules()(chat) == chat  # empty call turn and empty result kept, two results in a row allowed
     assert TurnRules(drop_empty_turns=True, merge_consecutive=True)(chat) == chat
     reason, detail = reason_of(TurnRules(merge_consecutive=True), (Message(U, "q"), call, Message(A, "a")))
-    assert reason == "consecutive_same_role" and "turn 2 calls tools but no result follows it" in detail
+    assert reason == "consecutive_same_role" and "turn 1 calls tools but no result follows it" in detail
     merged = TurnRules(merge_consecutive=True)((Message(U, "q"), Message(A, "Let me see."), call, Message(T, "r")))
     assert merged == (Message(U, "q"), Message(A, "Let me see.\n\n", None, call.tool_calls), Message(T, "r"))
 

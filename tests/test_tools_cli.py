@@ -196,11 +196,11 @@ def test_convert_truncates_after_a_tool_call(tmp_path):
 TOOL_CASES = {
     "tool_call_without_result": (
         [{"role": "user", "content": "q"}, call(), {"role": "user", "content": "well?"}, {"role": "assistant", "content": "a"}],
-        "turn 2 makes 1 call(s) but 0 result(s) follow it before turn 3",
+        "turn 1 makes 1 call(s) but 0 result(s) follow it before turn 2",
         [{"role": "user", "content": "q"}, call()]),  # ending on a call teaches the call
     "tool_result_without_call": (
         [{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}, {"role": "assistant", "content": "a"}],
-        "turn 2 is a tool result, but no call is waiting for it",
+        "turn 1 is a tool result, but no call is waiting for it",
         [{"role": "user", "content": "q"}, call(), {"role": "tool", "content": "r"}, {"role": "assistant", "content": "a"}]),
     "undefined_tool": (
         [{"role": "user", "content": "q"}, call("get_time", "{}")],
@@ -208,7 +208,7 @@ TOOL_CASES = {
         [{"role": "user", "content": "q"}, call("brave_search", '{"query": "time"}')]),  # built in: named on Tools:
     "invalid_tool_arguments": (
         [{"role": "user", "content": "q"}, call(arguments="city=Paris")],
-        "turn 2: the arguments of the get_weather call are not a JSON object: 'city=Paris'",
+        "turn 1: the arguments of the get_weather call are not a JSON object: 'city=Paris'",
         [{"role": "user", "content": "q"}, call(arguments="")]),
 }
 

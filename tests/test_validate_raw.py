@@ -33,7 +33,7 @@ CASES = {
     "missing_messages": ({"conversations": []}, None, "fields: conversations", chat("messages")),
     "messages_not_list": ({"messages": "Hi"}, None, "found str", chat("list")),
     "unknown_role": ({"messages": [{"role": "robot", "content": "x"}]}, None, "'robot'", chat("role")),
-    "content_not_string": (chat(assistant=None), None, "is NoneType", chat(assistant="a string")),
+    "content_not_string": (chat(assistant=None), None, "is null", chat(assistant="a string")),
     "empty_content": (chat(assistant="  \n"), None, "(assistant) has no content", chat(assistant=".")),
     "no_trained_tokens": (chat(weight=0), None, "no token is trained", chat(weight=1)),
     "lone_surrogate": ('{"messages": [{"role": "user", "content": "a\\ud83db"}, {"role": "assistant", "content": "ok"}]}',
@@ -272,7 +272,9 @@ def test_shared_self_instruct_endoftext(shared_data):
 def test_shared_kto_leaked_markers(shared_data):
     """kto's answers leak another template's markers: `</s>` in one, `<|user|>` and an invented turn in another."""
     exit_code, report = run(shared_data / "LLaMA-Factory" / "kto_en_demo.json")
-    assert exit_code == 0 and counts(report) == {"control_character": 1, "foreign_template_marker": 2}
+    # Its 150 `label: false` answers are not SFT data (undesirable_answer); the true ones are counted (kto_label).
+    assert exit_code == 1 and counts(report) == {"control_character": 1, "foreign_template_marker": 2,
+                                                 "undesirable_answer": 150, "kto_label": 150}
     assert [(e["line"], e["field"], e["detail"].split(" ")[0]) for e in examples(report, "foreign_template_marker")] == [
         (2497, "messages[1].content", "</s>"), (4759, "messages[7].content", "<|user|>")]
     exit_code, report = run(shared_data / "LLaMA-Factory" / "kto_en_demo.json", "--strict")

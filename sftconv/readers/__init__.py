@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..conversation import Record, Rejected
 from ..remote import filesystem, is_url, local_path, store_errors
+from .arrow import ArrowReader
 from .base import Reader, ReaderError
 from .compression import inner_name
 from .csv import CsvReader
@@ -23,19 +24,32 @@ if TYPE_CHECKING:
 
 READERS: dict[str, type[Reader]] = {
     reader.name: reader
-    for reader in (JsonlReader, JsonReader, CsvReader, ParquetReader, DiskDatasetReader, HubDatasetReader)
+    for reader in (JsonlReader, JsonReader, CsvReader, ParquetReader, ArrowReader, DiskDatasetReader, HubDatasetReader)
 }
 FILE_SUFFIXES = tuple(s for reader in READERS.values() for s in reader.suffixes)
 
 
-def reader_for(item: Path | str, *, split: str | None = None) -> Reader:
+def reader_for(item: Path | str, *, split: str | None = None, records: str | None = None) -> Reader:
     """The reader for an input: a `hf:` name, a `save_to_disk` folder, or a file by its name's suffix (a URL's too).
 
-    A `.gz`, `.zst` or `.zstd` ending is looked through (`train.jsonl.gz` is JSON Lines).
+    A `.gz`, `.zst` or `.zstd` ending is looked through (`train.jsonl.gz` is JSON Lines). `records`
+    names the list holding a `.json` document's records (`data`, or a path `a.b`), for files that wrap them.
 
     Raises:
-        ValueError: no reader knows the input; the message lists the file types that exist.
+        ValueError: no reader knows the input, or `records` is given for an input that is not `.json`;
+            the message lists the file types that exist.
     """
+    reader = file_reader(item, split)
+    if records is None:
+        return reader
+    if not isinstance(reader, JsonReader):
+        raise ValueError(f"{item}: --records-field names the list of records in a .json document; this input is "
+                         f"read by the {reader.name} reader, whose records are its lines or rows")
+    return JsonReader(records)
+
+
+def file_reader(item: Path | str, split: str | None) -> Reader:
+    """`reader_for` without `records`."""
     if str(item).startswith(HUB_PREFIX):
         return HubDatasetReader(split)
     if is_url(item):
@@ -174,14 +188,15 @@ def looks_like_name(item: str) -> bool:
     return len(parts) == 2 and all(parts) and "." not in parts[1]
 
 
-def read_records(inputs: list[Path | str], *, split: str | None = None) -> Iterator[Record | Rejected]:
-    """Every record of every input, in the order given.
+def read_records(inputs: list[Path | str], *, split: str | None = None,
+                 records: str | None = None) -> Iterator[Record | Rejected]:
+    """Every record of every input, in the order given (`split` and `records` as for `reader_for`).
 
     Raises:
         ReaderError: an input cannot be read.
     """
     for item in inputs:
-        yield from reader_for(item, split=split).read(item)
+        yield from reader_for(item, split=split, records=records).read(item)
 
 
 __all__ = ["READERS", "Reader", "ReaderError", "expand_inputs", "read_records", "reader_for"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import re
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..conversation import INVALID_JSON, INVALID_UTF8, Location, Record, Rejected
-from .base import Reader
+from .base import Reader, ReaderError
 from .compression import open_binary
 from .jsonl import TOO_DEEP, parse_lines
 
@@ -24,10 +25,18 @@ class JsonReader(Reader):
     another name, and is read line by line. Array elements are located by the line they start on and
     by their 0-based index (`row`). The document is held in memory while it is read; use JSON Lines
     or Parquet for data larger than memory.
+
+    Args:
+        records: the field (or path `a.b`) of a top-level object that holds the list of records, for
+            files that wrap them (`{"version": 2, "data": [...]}`); its elements are located by `row` alone.
+            Default None: the document is the records, as above.
     """
 
     name = "json"
     suffixes = (".json",)
+
+    def __init__(self, records: str | None = None):
+        self.records = records
 
     def read_file(self, path: Path) -> Iterator[Record | Rejected]:
         source = str(path)
@@ -38,10 +47,43 @@ class JsonReader(Reader):
         except UnicodeDecodeError as error:
             yield Rejected(Location(source), INVALID_UTF8, f"the file is not UTF-8: {error}")
             return
-        if is_json_lines(text):
+        if self.records is not None:
+            yield from wrapped_records(text, source, self.records)
+        elif is_json_lines(text):
             yield from parse_lines(data.removeprefix(b"\xef\xbb\xbf").splitlines(keepends=True), source)
         else:
             yield from parse_document(text, source)
+
+
+def wrapped_records(text: str, source: str, path: str) -> Iterator[Record | Rejected]:
+    """The elements of the list at `path` in the document's top-level object.
+
+    Raises:
+        MissingRecords: the document has no list there; the message names the fields it has and the closest.
+    """
+    try:
+        document = json.loads(text, strict=False)
+    except json.JSONDecodeError as error:
+        yield rejected_rest(source, LineCounter(text), error, text)
+        return
+    value, found = document, True
+    for part in path.split(".") if not (isinstance(document, dict) and path in document) else [path]:
+        found = isinstance(value, dict) and part in value
+        value = value.get(part) if found else None
+        if not found:
+            break
+    if not isinstance(value, list):
+        fields = list(document) if isinstance(document, dict) else []
+        close = difflib.get_close_matches(path, fields, n=1)
+        what = f"is {type(value).__name__}, not a list of records" if found else "is not in the document"
+        raise MissingRecords(f"{source}: --records-field {path!r} {what} (top-level fields: "
+                             f"{', '.join(fields) or 'none'})" + (f"; did you mean {close[0]!r}?" if close else ""))
+    for row, item in enumerate(value):
+        yield Record(Location(source, row=row), item)
+
+
+class MissingRecords(ReaderError):
+    """--records-field names no list in a `.json` document: a usage error."""
 
 
 def is_json_lines(text: str) -> bool:

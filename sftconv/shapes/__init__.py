@@ -6,7 +6,9 @@ from functools import cache
 
 from .alpaca import AlpacaShape
 from .base import Shape
+from .candidates import Candidate, candidates
 from .mapping import FieldMapping, MappingError
+from .meaning import MEANINGFUL_FIELDS
 from .openai import OpenAIShape
 from .prompt_completion import PromptCompletionShape
 from .rules import TurnRules
@@ -20,10 +22,18 @@ SHAPES: dict[str, type[Shape]] = {
 }
 AUTO = "auto"
 FIELDS_SHOWN = 12  # field names listed when no shape fits
+PROPOSALS = 3  # candidate layouts proposed when no shape fits
 
 
 class ShapeNotFound(ValueError):
-    """No shape fits the records of an input; the message lists the fields they have."""
+    """No shape fits the records of an input; the message lists the fields they have and the flags that would work.
+
+    `chosen` is the one candidate layout (see `candidates`) every sampled record fits, if there is exactly one.
+    """
+
+    def __init__(self, message: str, chosen: Candidate | None = None):
+        super().__init__(message)
+        self.chosen = chosen
 
 
 def detect_shape(sample: list, mapping: FieldMapping | None = None, shapes: dict[str, type[Shape]] = SHAPES) -> str:
@@ -38,7 +48,7 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None, shapes: dict
 
     Raises:
         ShapeNotFound: no record fits any shape, not even by field names; the message lists the
-            fields seen and how to go on.
+            fields seen and proposes the flags of each candidate layout (`candidates`) the records suggest.
 
     Example:
         >>> detect_shape([{"conversations": [{"from": "human", "value": "Hi"}]}])
@@ -65,11 +75,21 @@ def detect_shape(sample: list, mapping: FieldMapping | None = None, shapes: dict
         seen.update(dict.fromkeys(map(str, record) if isinstance(record, dict) else [f"(a JSON {type(record).__name__})"]))
     names = list(seen)
     shown = ", ".join(names[:FIELDS_SHOWN]) + (f", ... ({len(names)} in all)" if len(names) > FIELDS_SHOWN else "")
+    found = candidates(sample)
+    # Never chosen for the user: a layout reading one side of a preference pair (that is their call to make).
+    fitting = [candidate for candidate in found if all(map(candidate.fits, sample))
+               and not any(name.split(".")[0] in MEANINGFUL_FIELDS for _, name in candidate.fields)]
+    proposals = "".join(f"; rerun with {c.flags} ({sum(map(c.fits, sample))} of {len(sample)} sampled records fit)"
+                        for c in found[:PROPOSALS])
+    if len(sample) == 1 and isinstance(sample[0], dict):  # one document: its records may be in one of its lists
+        proposals += "".join(f"; if the records are the objects in '{key}', rerun with --records-field {key}"
+                             for key, value in sample[0].items()
+                             if isinstance(value, list) and value and all(isinstance(v, dict) for v in value))
     raise ShapeNotFound(
-        f"no record shape fits (fields seen: {shown}). Shapes: {', '.join(shapes)}. Choose one with --shape, "
-        "or map your field names (--messages-field, --role-field, --content-field, --instruction-field, "
-        "--output-field, --prompt-field, --completion-field, --transcript-field, --chosen-field, "
-        "--rejected-field, --label-field, or --mapping FILE)")
+        f"no record shape fits (fields seen: {shown}){proposals}. Shapes: {', '.join(shapes)}. Choose one with "
+        "--shape, and map your field names (--messages-field, --role-field, --content-field, --instruction-field, "
+        "--output-field, --prompt-field, --completion-field, --transcript-field, --chosen-field, --rejected-field, "
+        "--label-field, or --mapping FILE; a.b reaches a nested field)", fitting[0] if len(fitting) == 1 else None)
 
 
 def has_fields(record, name: str) -> bool:

@@ -37,6 +37,8 @@ class AlpacaShape(Shape):
         instruction = required_text(data, "instruction")
         answer_key = "output" if data.get("output") is not None else "response"
         if data.get(answer_key) is None:
+            if answer_key in data:
+                raise RecordError(MISSING_FIELD, f"'{answer_key}' is null")
             raise RecordError(MISSING_FIELD, f"no 'output' or 'response' field (fields: {fields_seen(data)})")
         answer = required_text(data, answer_key)
         extra = optional_text(data, "input")

@@ -17,7 +17,7 @@ from ..conversation import (
 from .base import Shape
 from .reasoning import field_trace, one_trace, split_parts
 from .tools import calls_in_text, openai_calls, result_text, tool_definitions
-from .turns import TOOL_CALL, list_field, non_empty_list, optional_text, role_of, text_of, train_flag
+from .turns import TOOL_CALL, list_field, non_empty_list, optional_text, role_of, text_of, train_flag, type_name
 
 
 class OpenAIShape(Shape):
@@ -78,7 +78,7 @@ class OpenAIShape(Shape):
         """One message, checked field by field."""
         where = f"messages[{index}]"
         if not isinstance(message, dict):
-            raise RecordError(MESSAGE_NOT_OBJECT, f"{where} is a {type(message).__name__}, not an object")
+            raise RecordError(MESSAGE_NOT_OBJECT, f"{where} is {type_name(message)}, not an object")
         role = role_of(message.get("role"), self.roles, f"{where}.role")
         train = train_flag(message, where)
         content = message.get("content")

@@ -7,6 +7,7 @@ and splits the two sides where they start to differ, so every shape gets the sam
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 from ..conversation import (
@@ -31,6 +32,7 @@ from ..conversation import (
 )
 from .base import Shape
 from .mapping import FieldMapping
+from .meaning import meaning_codes
 from .openai import OpenAIShape
 from .rules import TurnRules, is_blank
 from .sharegpt import ShareGPTShape
@@ -202,22 +204,6 @@ def kto_label(data: Any, key: str | None = None) -> bool | None:
     return data[key]
 
 
-def undesirable(data: Any, key: str | None) -> None:
-    """For an SFT run: refuse a KTO record labelled false, whose answer is an example of what not to say.
-
-    Only a boolean false counts: a `label` of another kind (a class name...) is no KTO label, and is ignored.
-
-    Raises:
-        RecordError: `undesirable_answer`.
-    """
-    if not isinstance(data, dict):
-        return
-    name = next((k for k in ((key,) if key else LABEL_FIELDS) if data.get(k) is False), None)
-    if name is not None:
-        raise RecordError(UNDESIRABLE_ANSWER, f"'{name}' is false: a KTO answer to avoid, not one to learn; "
-                                              "convert with --task preference to keep its label")
-
-
 def require(data: Any, key: str) -> Any:
     """A field the shape cannot do without.
 
@@ -259,6 +245,21 @@ class PairShaper:
         for side in sides:
             checked_texts(Conversation(side, record.location, found.tools))
         return Preference(prompt, chosen, record.location, rejected, found.label, found.tools)
+
+    @cached_property
+    def read(self) -> frozenset[str]:
+        """The record fields a preference shape reads (its answers and labels among them): `meaning` skips them."""
+        names = self.mapping.renames
+        own = {(names.get(key) or name).split(".")[0] for key, name in self.shape.fields.items()}
+        return frozenset({*own, *LABEL_FIELDS, "chosen", "rejected"})
+
+    def scanned(self, record: Record) -> Any:
+        """The record as the special-text scan sees it."""
+        return record.data
+
+    def meaning(self, record: Record) -> tuple[str, ...]:
+        """The warning codes of meaningful fields the pair leaves unread (media, say; see `shapes.meaning`)."""
+        return meaning_codes(record.data, self.read)
 
 
 def split(sides: list[tuple[Message, ...]]) -> tuple[tuple, tuple, tuple]:

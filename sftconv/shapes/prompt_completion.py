@@ -37,5 +37,9 @@ class PromptCompletionShape(Shape):
             if data.get(prompt) is not None and data.get(completion) is not None:
                 return exchange(data, required_text(data, prompt), required_text(data, completion),
                                 record_trace(data))
+        for prompt, completion in PAIRS:
+            if prompt in data and completion in data:  # a pair with a null: say which field is null
+                return exchange(data, required_text(data, prompt), required_text(data, completion),
+                                record_trace(data))
         raise RecordError(MISSING_FIELD, "no prompt/completion, query/response or input/completion pair "
                                          f"(fields: {fields_seen(data)})")

@@ -65,7 +65,7 @@ class TurnRules:
         """The rules one by one, in the order the class docstring gives."""
         messages = self._without_empty(messages)
         messages = self._with_system(messages)
-        for index, message in enumerate(messages[1:], 2):
+        for index, message in enumerate(messages[1:], 1):
             if message.role == SYSTEM:
                 raise RecordError(SYSTEM_NOT_FIRST, f"turn {index} is a system turn; only the first turn may be")
         messages = self._alternating(messages)
@@ -80,7 +80,7 @@ class TurnRules:
     def _without_empty(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
         """The messages without empty user/assistant turns, or a rejection naming the first one."""
         kept = []
-        for index, message in enumerate(messages, 1):
+        for index, message in enumerate(messages):
             if message.role in (USER, ASSISTANT) and not (message.tool_calls or message.reasoning) \
                     and is_blank(message.content):
                 if not self.drop_empty_turns:
@@ -100,7 +100,7 @@ class TurnRules:
     def _alternating(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
         """The messages with no two same-role turns in a row: merged if asked, else a rejection."""
         merged: list[Message] = []
-        for index, message in enumerate(messages, 1):
+        for index, message in enumerate(messages):
             previous = merged[-1] if merged else None
             if previous is None or previous.role != message.role or message.role in (SYSTEM, TOOL):
                 merged.append(message)

@@ -18,7 +18,8 @@ from ..conversation import (
 from .base import Shape
 from .reasoning import field_trace, one_trace, split_parts
 from .tools import calls_in_text, result_text, tool_definitions
-from .turns import TOOL_CALL, fields_seen, list_field, non_empty_list, optional_text, role_of, text_of, train_flag
+from .turns import (TOOL_CALL, fields_seen, list_field, non_empty_list, optional_text, role_of, text_of, train_flag,
+                    type_name)
 
 LIST_FIELDS = ("conversations", "conversation")  # ms-swift writes the singular
 
@@ -66,7 +67,7 @@ class ShareGPTShape(Shape):
     def _turn(self, where: str, turn: Any) -> list[Message]:
         """One `{from, value}` turn, or the two messages of a `{human, assistant}` pair."""
         if not isinstance(turn, dict):
-            raise RecordError(MESSAGE_NOT_OBJECT, f"{where} is a {type(turn).__name__}, not an object")
+            raise RecordError(MESSAGE_NOT_OBJECT, f"{where} is {type_name(turn)}, not an object")
         if "from" in turn:
             role = role_of(turn["from"], self.roles, f"{where}.from")
             value, train = turn.get("value"), train_flag(turn, where)

@@ -44,6 +44,11 @@ PART_SEPARATOR = "\n"  # between the text parts of one message, as vLLM joins th
 MAX_TEXT_CHARS = 4_000_000
 
 
+def type_name(value: Any) -> str:
+    """A value's type as messages name it: `null` for a JSON null (None), else the Python type (`list`, `int`...)."""
+    return "null" if value is None else type(value).__name__
+
+
 def role_table(aliases: Mapping[str, str] | None) -> dict[str, str]:
     """The built-in aliases with the user's on top, all keyed in lower case."""
     return {**ROLE_ALIASES, **{name.lower(): role for name, role in (aliases or {}).items()}}
@@ -70,7 +75,7 @@ def text_of(content: Any, where: str) -> str:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise RecordError(CONTENT_NOT_STRING, f"{where} is {type(content).__name__}, not a string")
+        raise RecordError(CONTENT_NOT_STRING, f"{where} is {type_name(content)}, not a string")
     texts = []
     for index, part in enumerate(content):
         if isinstance(part, str):
@@ -154,7 +159,7 @@ def non_empty_list(turns: Any, key: str) -> list:
         RecordError: `messages_not_list` if it is not a list, or an empty one.
     """
     if not isinstance(turns, list) or not turns:
-        found = "an empty list" if isinstance(turns, list) else type(turns).__name__
+        found = "an empty list" if isinstance(turns, list) else type_name(turns)
         raise RecordError(MESSAGES_NOT_LIST, f"'{key}' must be a non-empty list, found {found}")
     return turns
 
@@ -182,11 +187,12 @@ def required_text(data: Mapping, key: str) -> str:
     """A string field the shape cannot do without.
 
     Raises:
-        RecordError: `missing_field` if absent or null, `content_not_string` if not a string.
+        RecordError: `missing_field` if absent or null (saying which), `content_not_string` if not a string.
     """
     value = data.get(key)
     if value is None:
-        raise RecordError(MISSING_FIELD, f"no '{key}' field (fields: {fields_seen(data)})")
+        raise RecordError(MISSING_FIELD, f"'{key}' is null" if key in data else
+                          f"no '{key}' field (fields: {fields_seen(data)})")
     if not isinstance(value, str):
         raise RecordError(CONTENT_NOT_STRING, f"'{key}' is {type(value).__name__}, not a string")
     return value
@@ -206,7 +212,7 @@ def checked_texts(conversation: Conversation) -> Conversation:
         if message.content.isascii() and len(message.content) <= MAX_TEXT_CHARS and not message.tool_calls \
                 and message.reasoning is None:
             continue  # the common case, checked without naming the message
-        where = f"message {index} ({message.role})"
+        where = f"turn {index} ({message.role})"
         check_text(message.content, where)
         if message.reasoning is not None:
             check_text(message.reasoning, f"{where}, its reasoning trace")

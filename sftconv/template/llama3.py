@@ -350,7 +350,7 @@ class Llama3Template:
 
 def tools_unsupported(conversation: Conversation) -> RecordError:
     """The rejection of a conversation with tool turns, naming the first."""
-    index, message = next((i, m) for i, m in enumerate(conversation.messages, 1) if m.tool_calls or m.role == TOOL)
+    index, message = next((i, m) for i, m in enumerate(conversation.messages) if m.tool_calls or m.role == TOOL)
     what = "calls a tool" if message.tool_calls else "is a tool's result"
     return RecordError(TOOL_CALLS_UNSUPPORTED, f"turn {index} {what}; Llama 3 has no tool turns: "
                                                "pass --template llama3.1")

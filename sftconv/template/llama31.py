@@ -181,7 +181,7 @@ class Llama31Template(Llama3Template):
                 raise RecordError(NO_USER_TURN, "the function definitions go in the first user message and there is "
                                                 "none; pass --tools-in system")
         end = self.tokenizer.eom_id if tools.builtin else self.tokenizer.eot_id
-        first_turn = 1 if system is None else 2  # turns are numbered as in the record, the system prompt first
+        first_turn = 0 if system is None else 1  # turns are numbered from 0 as in the record, the system prompt first
         for index, (message, trained, trace) in enumerate(zip(messages, flags, traces)):
             prefix = definitions if index == first_user else []
             plan += self._turn(message, trained, tools, end, prefix, f"turn {first_turn + index}", trace)

@@ -9,6 +9,8 @@ did not mean to train on. `--strict` treats warnings as errors.
 
 from __future__ import annotations
 
+from ..shapes.meaning import WARNING_CODES as MEANING_WARNINGS  # kto_label, media_placeholder, preference_side_only
+
 # Raw input: the text of a record.
 LONE_SURROGATE = "lone_surrogate"  # error: tiktoken writes U+FFFD in its place, silently
 CONTROL_CHARACTER = "control_character"  # warning: C0/C1 controls other than tab, LF and CR
@@ -28,6 +30,7 @@ THINK_TAG_OUTSIDE_ANSWER = "think_tag_outside_answer"  # warning: a think tag in
 DUPLICATE = "duplicate"  # warning: renders to the same token ids as an earlier record
 TOO_LONG = "too_long"  # error: more tokens than --max-seq-len
 EMPTY_FILE = "empty_file"  # warning: an input file without a single record
+LAYOUT_CHOSEN = "layout_chosen"  # warning: no shape fit by field names; the one layout every sampled record fits is used
 NO_RECORDS = "no_records"  # error: nothing to train on at all
 
 # Finished shards: the folder and its manifest.
@@ -60,7 +63,8 @@ PROMPT_MISMATCH = "prompt_mismatch"  # the chosen and rejected sides differ insi
 SAME_ANSWERS = "same_answers"  # the two sides are the same tokens
 
 ERROR, WARNING = "error", "warning"
-WARNINGS = frozenset({CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
+WARNINGS = frozenset({*MEANING_WARNINGS, LAYOUT_CHOSEN,
+                      CONTROL_CHARACTER, SPECIAL_TOKEN_TEXT, FOREIGN_TEMPLATE_MARKER, DUPLICATE, EMPTY_FILE,
                       UNLISTED_SHARD, TOOL_CALL_WITHOUT_RESULT, TOOL_RESULT_WITHOUT_CALL, UNDEFINED_TOOL,
                       REASONING_DROPPED, THINK_TAG_OUTSIDE_ANSWER})
 

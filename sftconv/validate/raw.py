@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from ..conversation import INVALID_TEXT, Location, Record, Rejected
 from ..pairs import EncodedPair
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
+from ..shapes.meaning import MEANING_DETAILS
 from ..template import Encoded
-from .codes import DUPLICATE, EMPTY_FILE, LONE_SURROGATE, NO_RECORDS, TOO_LONG
+from .codes import DUPLICATE, EMPTY_FILE, LAYOUT_CHOSEN, LONE_SURROGATE, NO_RECORDS, TOO_LONG
 from .reasoning import record_reasoning_findings
 from .report import Distribution, Finding, Report
 from .text import scan_record
@@ -110,7 +111,7 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
     with tqdm(disable=None if progress else True, unit=" rec", desc="validating", dynamic_ncols=True) as bar:
         for item, result in paired(source):
             per_file[item.location.source] += 1
-            findings = scan_record(item.data) if isinstance(item, Record) else []
+            findings = scan_record(source.shape.scanned(item)) if isinstance(item, Record) else []
             if isinstance(item, Record):
                 findings += record_tool_findings(source, item, result)
                 findings += record_reasoning_findings(source, item)
@@ -121,12 +122,17 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
             else:
                 stats.add(result)
                 findings += sample_findings(result, duplicates, checks.max_seq_len)
+                findings += [Finding(code, MEANING_DETAILS[code]) for code in source.shape.meaning(item)]
             report.add(item.location, findings)
             bar.update()
     report.checked = sum(per_file.values())
     for path in source.paths:
         if not per_file[str(path)]:
             report.add_file(Location(str(path)), Finding(EMPTY_FILE, "the file holds no records"))
+    if source.layout is not None:
+        report.add_file(Location(", ".join(inputs)), Finding(LAYOUT_CHOSEN, f"no shape fits by field names; read with "
+                                                                            f"{source.layout.flags}, the one layout "
+                                                                            "every sampled record fits"))
     if not report.checked:
         report.add_file(Location(", ".join(inputs)),
                         Finding(NO_RECORDS, "no records in any input: nothing to train on"))

@@ -46,7 +46,7 @@ def pairing_findings(messages: tuple[Message, ...]) -> list[Finding]:
     """
     findings: dict[str, Finding] = {}
     waiting, caller = 0, 0
-    for index, message in enumerate(messages, 1):
+    for index, message in enumerate(messages):
         if message.role == TOOL:
             if waiting:
                 waiting -= 1
@@ -55,7 +55,7 @@ def pairing_findings(messages: tuple[Message, ...]) -> list[Finding]:
                     TOOL_RESULT_WITHOUT_CALL, f"turn {index} is a tool result, but no call is waiting for it"))
             continue
         if waiting:
-            calls = len(messages[caller - 1].tool_calls)
+            calls = len(messages[caller].tool_calls)
             findings.setdefault(TOOL_CALL_WITHOUT_RESULT, Finding(
                 TOOL_CALL_WITHOUT_RESULT, f"turn {caller} makes {calls} call(s) but {calls - waiting} result(s) "
                                           f"follow it before turn {index}"))
@@ -70,7 +70,7 @@ def definition_findings(conversation: Conversation, rejected: str | None) -> lis
     except RecordError:
         return []  # a tool Llama 3.1 cannot render: the llama3.1 template rejects the record for it
     findings = []
-    calls = [(index, call) for index, m in enumerate(conversation.messages, 1) for call in m.tool_calls]
+    calls = [(index, call) for index, m in enumerate(conversation.messages) for call in m.tool_calls]
     undefined = sorted({call.name for _, call in calls if tools.builtin_of(call) is None} - tools.defined)
     if undefined:
         defined = f"it defines {', '.join(sorted(tools.defined))}" if tools.defined else "it defines none"

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..template import IGNORE_INDEX
-from .arrow import METADATA, arrow_array, arrow_schema, to_table
+from .arrow import METADATA, arrow_array, arrow_schema, kept_arrays, kept_fields, to_table
 from .shards import Columns, offsets_of
 
 SFT, PAIRS, KTO = "sft", "pairs", "kto"
@@ -24,18 +24,20 @@ PAIR_METADATA = {
 
 
 class SftLayout:
-    """SFT rows: `input_ids`, `labels`, `loss_mask`, `length` (and when packed `position_ids`, `seq_lens`)."""
+    """SFT rows: `input_ids`, `labels`, `loss_mask`, `length` (and when packed `position_ids`, `seq_lens`), then
+    the kept record fields (`keep`, see `sftconv.keep`)."""
 
     name = SFT
 
-    def __init__(self, packed: bool = False):
+    def __init__(self, packed: bool = False, keep: tuple[str, ...] = ()):
         self.packed = packed
+        self.keep = keep
 
     def schema(self) -> pa.Schema:
-        return arrow_schema(self.packed)
+        return arrow_schema(self.packed, self.keep)
 
     def table(self, columns: Columns) -> pa.Table:
-        return to_table(columns, self.packed)
+        return to_table(columns, self.packed, self.keep)
 
     def json_rows(self, columns: Columns) -> Iterator[dict]:
         """Each row as the JSON object the JSON Lines writer writes, the columns in the Parquet order."""
@@ -49,6 +51,7 @@ class SftLayout:
             if self.packed:
                 row["seq_lens"] = seq_lens[seq_offsets[r]:seq_offsets[r + 1]]
             row["length"] = stop - start
+            row.update(zip(self.keep, columns.kept[r] if self.keep else ()))
             yield row
 
 
@@ -77,10 +80,13 @@ class PairLayout:
     name = PAIRS
     packed = False
 
+    def __init__(self, keep: tuple[str, ...] = ()):
+        self.keep = keep
+
     def schema(self) -> pa.Schema:
         lengths = [pa.field(name, pa.int32(), nullable=False)
                    for name in (PROMPT_LENGTH, CHOSEN_LENGTH, "rejected_length")]
-        return pa.schema([*token_fields("chosen_"), *token_fields("rejected_"), *lengths],
+        return pa.schema([*token_fields("chosen_"), *token_fields("rejected_"), *lengths, *kept_fields(self.keep)],
                          metadata={**METADATA, **PAIR_METADATA})
 
     def sides(self, columns: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,7 +100,8 @@ class PairLayout:
         is_chosen, chosen, rejected = self.sides(columns)
         arrays = [*token_arrays(columns.input_ids[is_chosen], columns.loss_mask[is_chosen], offsets_of(chosen)),
                   *token_arrays(columns.input_ids[~is_chosen], columns.loss_mask[~is_chosen], offsets_of(rejected)),
-                  *(arrow_array(values.astype(np.int32)) for values in (columns.extras[PROMPT_LENGTH], chosen, rejected))]
+                  *(arrow_array(values.astype(np.int32)) for values in (columns.extras[PROMPT_LENGTH], chosen, rejected)),
+                  *kept_arrays(columns, self.keep)]
         return pa.Table.from_arrays(arrays, schema=self.schema())
 
     def json_rows(self, columns: Columns) -> Iterator[dict]:
@@ -109,16 +116,20 @@ class KtoLayout:
     name = KTO
     packed = False
 
+    def __init__(self, keep: tuple[str, ...] = ()):
+        self.keep = keep
+
     def schema(self) -> pa.Schema:
         return pa.schema([*token_fields(""), pa.field(LABEL, pa.bool_(), nullable=False),
                           pa.field(PROMPT_LENGTH, pa.int32(), nullable=False),
-                          pa.field("length", pa.int32(), nullable=False)], metadata={**METADATA, **PAIR_METADATA})
+                          pa.field("length", pa.int32(), nullable=False), *kept_fields(self.keep)],
+                         metadata={**METADATA, **PAIR_METADATA})
 
     def table(self, columns: Columns) -> pa.Table:
         arrays = [*token_arrays(columns.input_ids, columns.loss_mask, columns.row_offsets),
                   pa.array(columns.extras[LABEL].astype(bool), type=pa.bool_()),
                   arrow_array(columns.extras[PROMPT_LENGTH].astype(np.int32)),
-                  arrow_array(columns.lengths.astype(np.int32))]
+                  arrow_array(columns.lengths.astype(np.int32)), *kept_arrays(columns, self.keep)]
         return pa.Table.from_arrays(arrays, schema=self.schema())
 
     def json_rows(self, columns: Columns) -> Iterator[dict]:

@@ -30,7 +30,8 @@ class Columns:
 
     Row r is tokens `row_offsets[r]:row_offsets[r + 1]`; its samples' lengths are
     `seq_lens[seq_offsets[r]:seq_offsets[r + 1]]` (one sample per row unless packed). `extras` holds
-    per-row values a row layout needs beyond the tokens (a preference row's `prompt_length`...).
+    per-row values a row layout needs beyond the tokens (a preference row's `prompt_length`...). `kept` holds each
+    row's kept record fields as JSON text (see `sftconv.keep`), or is None when no field is kept.
     """
 
     input_ids: np.ndarray
@@ -39,6 +40,7 @@ class Columns:
     seq_lens: np.ndarray
     seq_offsets: np.ndarray
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    kept: list[tuple[str | None, ...]] | None = None
 
     @classmethod
     def from_rows(cls, rows: Sequence[Encoded | PackedRow]) -> Columns:
@@ -57,11 +59,12 @@ class Columns:
         )
 
     @classmethod
-    def from_samples(cls, samples: Samples) -> Columns:
-        """Columns of unpacked samples: one row each."""
+    def from_samples(cls, samples: Samples, kept: list[tuple[str | None, ...]] | None = None) -> Columns:
+        """Columns of unpacked samples: one row each, with each one's kept fields if any."""
         count = len(samples)
         return cls(input_ids=samples.input_ids, loss_mask=samples.loss_mask, row_offsets=samples.offsets,
-                   seq_lens=samples.lengths.astype(np.int32), seq_offsets=np.arange(count + 1, dtype=np.int64))
+                   seq_lens=samples.lengths.astype(np.int32), seq_offsets=np.arange(count + 1, dtype=np.int64),
+                   kept=kept)
 
     @classmethod
     def from_packed(cls, packed: PackedRows) -> Columns:
@@ -84,6 +87,7 @@ class Columns:
             seq_lens=np.concatenate([p.seq_lens for p in parts]),
             seq_offsets=offsets_of(np.concatenate([p.samples_per_row for p in parts])),
             extras={name: np.concatenate([p.extras[name] for p in parts]) for name in parts[0].extras},
+            kept=None if parts[0].kept is None else [row for p in parts for row in p.kept],
         )
 
     def __len__(self) -> int:
@@ -100,6 +104,7 @@ class Columns:
             seq_lens=self.seq_lens[seq_first:seq_last],
             seq_offsets=self.seq_offsets[start:stop + 1] - seq_first,
             extras={name: values[start:stop] for name, values in self.extras.items()},
+            kept=None if self.kept is None else self.kept[start:stop],
         )
 
     @property
