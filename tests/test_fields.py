@@ -66,14 +66,14 @@ def test_kto_false_labels_are_rejected_and_true_ones_counted_in_summary_manifest
     data = write_jsonl(tmp_path / "kto.jsonl", [{"messages": CHAT, "label": True}, {"messages": CHAT, "label": False},
                                                {"messages": CHAT, "label": True}])
     out = tmp_path / "out"
-    result = run("convert", data, "-o", out)
+    result = run("convert", data, "-o", out, "--task", "sft")  # auto reads them as KTO samples (test_preference.py)
     assert result.exit_code == 0, result.output
     counts = manifest(out)["counts"]
     assert (counts["written"], counts["rejected_by_reason"], counts["warned_by_code"]) == (
         2, {UNDESIRABLE_ANSWER: 1}, {KTO_LABEL: 2})
     assert "warning: 2 record(s) with a true KTO label" in result.stderr and "(kto_label)" in result.stderr
     assert rejects(out)[0]["line"] == 2
-    report = run("validate", data, "--format", "json")
+    report = run("validate", data, "--format", "json", "--task", "sft")
     issues = {issue["code"]: issue for issue in json.loads(report.stdout)["issues"]}
     assert issues[UNDESIRABLE_ANSWER]["severity"] == "error" and issues[UNDESIRABLE_ANSWER]["count"] == 1
     assert issues[KTO_LABEL]["severity"] == "warning" and issues[KTO_LABEL]["count"] == 2
@@ -87,7 +87,7 @@ def test_a_run_without_such_fields_writes_no_warned_counts(tmp_path):
 
 def test_real_kto_data_trains_no_undesired_answer(shared_data, tmp_path):
     out = tmp_path / "out"
-    result = run("convert", shared_data / "LLaMA-Factory/kto_en_demo.json", "-o", out, "-q")
+    result = run("convert", shared_data / "LLaMA-Factory/kto_en_demo.json", "-o", out, "-q", "--task", "sft")
     assert result.exit_code == 0, result.output
     records = json.loads((shared_data / "LLaMA-Factory/kto_en_demo.json").read_text())
     undesired = sum(record["label"] is False for record in records)
@@ -99,7 +99,7 @@ def test_real_kto_data_trains_no_undesired_answer(shared_data, tmp_path):
 def test_hh_rlhf_chosen_side_is_trained_with_the_other_side_counted(shared_data, tmp_path):
     out = tmp_path / "out"
     result = run("convert", shared_data / "hh-rlhf/harmless-base/test.jsonl.gz", "--transcript-field", "chosen",
-                 "-o", out, "-q")
+                 "-o", out, "-q", "--task", "sft")
     assert result.exit_code == 0, result.output
     counts = manifest(out)["counts"]
     assert counts["warned_by_code"] == {PREFERENCE_SIDE_ONLY: counts["written"]}
@@ -214,14 +214,14 @@ def test_turns_are_counted_from_zero_in_every_message(tmp_path):
 
 # --- when no shape fits: the flags that would work, chosen when only one layout fits ------------------------
 
-def test_no_shape_fits_proposes_the_flags_for_a_preference_file(shared_data, tmp_path):
-    path = shared_data / "hh-rlhf/harmless-base/test.jsonl.gz"
-    result = run("convert", path, "-o", tmp_path / "out")
+def test_no_shape_fits_proposes_the_flags_for_a_preference_file_read_as_sft(shared_data, tmp_path):
+    path = shared_data / "hh-rlhf/harmless-base/test.jsonl.gz"  # auto: HH-RLHF pairs (test_preference.py)
+    result = run("convert", path, "-o", tmp_path / "out", "--task", "sft")
     assert result.exit_code == 1
     assert (f"Error: {path}: no record shape fits (fields seen: chosen, rejected); rerun with --shape transcript "
             "--transcript-field chosen (100 of 100 sampled records fit).") in result.stderr
     proposed = run("convert", path, "-o", tmp_path / "out", "--shape", "transcript", "--transcript-field", "chosen",
-                   "-q")
+                   "-q", "--task", "sft")
     assert proposed.exit_code == 0, proposed.output
 
 

@@ -271,8 +271,11 @@ def test_shared_self_instruct_endoftext(shared_data):
 
 def test_shared_kto_leaked_markers(shared_data):
     """kto's answers leak another template's markers: `</s>` in one, `<|user|>` and an invented turn in another."""
-    exit_code, report = run(shared_data / "LLaMA-Factory" / "kto_en_demo.json")
-    # Its 150 `label: false` answers are not SFT data (undesirable_answer); the true ones are counted (kto_label).
+    exit_code, report = run(shared_data / "LLaMA-Factory" / "kto_en_demo.json")  # read as KTO samples
+    assert exit_code == 0 and counts(report) == {"control_character": 1, "foreign_template_marker": 2}
+    # Read as SFT, its 150 `label: false` answers are not SFT data (undesirable_answer); the true ones are
+    # counted (kto_label).
+    exit_code, report = run(shared_data / "LLaMA-Factory" / "kto_en_demo.json", "--task", "sft")
     assert exit_code == 1 and counts(report) == {"control_character": 1, "foreign_template_marker": 2,
                                                  "undesirable_answer": 150, "kto_label": 150}
     assert [(e["line"], e["field"], e["detail"].split(" ")[0]) for e in examples(report, "foreign_template_marker")] == [
