@@ -46,6 +46,10 @@ class ConvertError(Exception):
     """A run that cannot start or must stop; the message says what to do."""
 
 
+class InputError(ConvertError):
+    """Inputs named wrongly (a missing path, a file type no reader knows, no shape fits): bad usage, exit 2."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class SourceOptions:
     """What decides how raw records become samples; shared by convert, validate and inspect."""
@@ -334,24 +338,40 @@ class Source:
             raise ConvertError(str(error)) from error
 
 
-def open_source(inputs: list[str], options: SourceOptions) -> Source:
+def open_source(inputs: list[str], options: SourceOptions, *, unreadable: dict[str, str] | None = None) -> Source:
     """Expand the inputs, resolve each one's shape and load the tokenizer; fail early, saying what to do.
 
+    Args:
+        unreadable: if given, an input whose first records cannot be read is left out and put here
+            (path -> why), instead of failing the whole source.
+
     Raises:
-        ConvertError: an input is missing, of an unknown type or unreadable, no shape fits an input's
-            records, there is no input, or the tokenizer cannot be loaded.
+        InputError: an input is missing or of an unknown type, no shape fits an input's records, or
+            there is no input.
+        ConvertError: an input is unreadable, or the tokenizer cannot be loaded.
     """
     try:
         paths = expand_inputs(inputs)
+    except FileNotFoundError as error:
+        raise InputError(str(error)) from error
+    except ValueError as error:
+        raise ConvertError(str(error)) from error
+    try:
         for path in paths:
             reader_for(path, split=options.split)
-    except (FileNotFoundError, ValueError) as error:
-        raise ConvertError(str(error)) from error
+    except ValueError as error:
+        raise InputError(str(error)) from error
     if not paths:
-        raise ConvertError(f"no input files found in {', '.join(inputs)}")
+        raise InputError(f"no input files found in {', '.join(inputs)}")
     warnings, names = [], {}
     for path in paths:
-        sample, empty = sample_records(path, options.split)
+        try:
+            sample, empty = sample_records(path, options.split)
+        except ConvertError as error:
+            if unreadable is None:
+                raise
+            unreadable[str(path)] = str(error)
+            continue
         if empty:
             warnings.append(f"{path}: no records (an empty input); it adds nothing to the dataset")
         name = options.shape
@@ -359,12 +379,13 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
             try:
                 name = detect_shape(sample, options.mapping) if sample else None
             except ShapeNotFound as error:
-                raise ConvertError(f"{path}: {error}") from error
+                raise InputError(f"{path}: {error}") from error
         names[str(path)] = name
     try:
         tokenizer = Tokenizer(options.tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
+    paths = [path for path in paths if str(path) in names]  # the readable ones
     return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
                   split=options.split, warnings=warnings)
 
@@ -481,7 +502,8 @@ class UnitJob:
 
 
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
-            resume: bool = False, progress: bool = False, workers: int = 1, engine: RayEngine | None = None) -> Summary:
+            resume: bool = False, progress: bool | None = False, workers: int = 1, engine: RayEngine | None = None,
+            ) -> Summary:
     """Convert raw chat records into tokenized shards, `rejects.jsonl` and `manifest.json`.
 
     The inputs are cut into units (see `units`), converted in order; a unit's shards, rejects and
@@ -495,7 +517,7 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         overwrite: replace a previous run's files in `out_dir`.
         resume: finish an interrupted run of the same inputs and options in `out_dir`: its finished units
             are verified and kept, the rest converted; the result is the bytes an uninterrupted run writes.
-        progress: show a progress bar on stderr.
+        progress: show a progress bar on stderr; None: only where stderr is a terminal.
         workers: processes that decode, shape and tokenize (1: all in this process); the output
             is the same whatever the number.
         engine: who runs the units: None, this machine with `workers` processes; an entered
@@ -578,10 +600,10 @@ def finished_run(folder: Folder, identity: dict) -> Summary:
 class Progress:
     """The run's bar on stderr: records read, with the tokens written and their rate (the run's average) after it."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool | None):
         from tqdm import tqdm
 
-        self.bar = tqdm(disable=not enabled, unit=" rec", unit_scale=True, smoothing=0, desc="converting",
+        self.bar = tqdm(disable=None if enabled is None else not enabled, unit=" rec", unit_scale=True, smoothing=0, desc="converting",
                         dynamic_ncols=True)
         self.tokens = 0
 

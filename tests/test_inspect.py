@@ -248,7 +248,7 @@ def test_histogram_bins():
     histogram = length_histogram(lengths)
     assert histogram.labels == ["0-49", "50-99", "100-149", "150-199", "200-249"]
     assert histogram.counts == [2, 2, 1, 0, 1]
-    assert histogram.summary == "min 35 · median 81 · mean 97.7 · p90 174.5 · max 249"
+    assert histogram.summary == "min 35 · median 63 · mean 97.7 · p95 249 · max 249"
     tail = length_histogram(np.array([100 + i % 7 for i in range(999)] + [20_000]))
     assert tail.labels == ["100", "101", "102", "103", "104", "105", "106", ">=107"]
     assert tail.counts == [143, 143, 143, 143, 143, 142, 142, 1]
