@@ -286,12 +286,12 @@ def test_bad_usage_exits_2(args, message):
     assert result.exit_code == 2 and message in result.stderr
 
 
-def test_mixed_inputs_and_missing_files_exit_1(tmp_path):
+def test_mixed_inputs_and_missing_files_are_usage_errors(tmp_path):
     convert(EXAMPLES, "-o", tmp_path / "out")
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "out"), str(EXAMPLES)])
-    assert result.exit_code == 1 and "cannot mix convert outputs with raw files" in result.stderr
+    assert result.exit_code == 2 and "cannot mix convert outputs with raw files" in result.stderr
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "missing.jsonl")])
-    assert result.exit_code == 1 and "no such file or folder" in result.stderr
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr
 
 
 def test_empty_input(tmp_path):

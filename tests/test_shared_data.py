@@ -100,11 +100,16 @@ def test_broken_dolly_lines_are_rejected_with_their_line_numbers(tmp_path, share
 
 
 def test_empty_file_is_an_empty_dataset_with_a_warning(tmp_path, shared_data):
+    """An empty result fails the run (exit 1, saying why) unless --allow-empty says it is wanted."""
     path = shared_data / "self-instruct" / "trec_fine_grained_ABBR.jsonl"
-    result = convert(path, "-o", tmp_path, "-q")
-    assert result.exit_code == 0
-    assert result.stderr == f"warning: {path}: no records (an empty input); it adds nothing to the dataset\n"
-    assert json.loads((tmp_path / "manifest.json").read_text())["shards"] == []
+    warning = f"warning: {path}: no records (an empty input); it adds nothing to the dataset\n"
+    result = convert(path, "-o", tmp_path / "a", "-q")
+    assert result.exit_code == 1
+    assert result.stderr == warning + ("Error: no samples written: the inputs hold no records; pass --allow-empty if "
+                                       "an empty result is what you want\n")
+    result = convert(path, "-o", tmp_path / "b", "-q", "--allow-empty")
+    assert result.exit_code == 0 and result.stderr == warning
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["shards"] == []
 
 
 def test_no_user_turn_record_of_the_cookbook(tmp_path, shared_data):
