@@ -351,8 +351,9 @@ def empty_run_reason(summary, out_dir: str) -> str:
         top = (summary.rejected_by_reason + summary.dropped_by_reason).most_common(3)
         more = len(summary.rejected_by_reason) + len(summary.dropped_by_reason) - len(top)
         why = (f"all {summary.read:,} records were rejected or dropped: "
-               + ", ".join(f"{reason} {count:,}" for reason, count in top) + (f" and {more} more reasons" if more else "")
-               + f" (see {out_dir.rstrip('/')}/rejects.jsonl)" * bool(summary.rejected))
+               + ", ".join(f"{reason} {count:,}" for reason, count in top)
+               + (f", and {more} other reason(s)" if more else "")
+               + (f" (see {out_dir.rstrip('/')}/rejects.jsonl)" if summary.rejected else ""))
     return f"no samples written: {why}; pass --allow-empty if an empty result is what you want"
 
 

@@ -41,6 +41,19 @@ def test_a_run_that_writes_no_samples_exits_1_and_says_why(tmp_path: Path) -> No
     assert (tmp_path / "out" / "manifest.json").exists()  # the run itself finished
 
 
+def test_the_reason_names_the_three_commonest_causes() -> None:
+    from collections import Counter
+
+    from sftconv.cli import empty_run_reason
+    from sftconv.pipeline import Summary
+
+    summary = Summary(read=10, rejected_by_reason=Counter(empty_content=4, invalid_json=3, unknown_role=1),
+                      dropped_by_reason=Counter(too_long=2))
+    assert empty_run_reason(summary, "out/") == (
+        "no samples written: all 10 records were rejected or dropped: empty_content 4, invalid_json 3, too_long 2, "
+        "and 1 other reason(s) (see out/rejects.jsonl); pass --allow-empty if an empty result is what you want")
+
+
 def test_allow_empty_accepts_an_empty_result(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "broken.jsonl", BROKEN)
     code, _, stderr = run("convert", str(source), "-o", str(tmp_path / "out"), "--shape", "openai",
