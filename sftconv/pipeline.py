@@ -20,7 +20,7 @@ from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
-from .remote import is_url, join, object_version
+from .remote import UrlError, is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -352,7 +352,7 @@ def open_source(inputs: list[str], options: SourceOptions, *, unreadable: dict[s
     """
     try:
         paths = expand_inputs(inputs)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, UrlError) as error:
         raise InputError(str(error)) from error
     except ValueError as error:
         raise ConvertError(str(error)) from error
@@ -531,7 +531,9 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     identity = run_identity(source, options)
     try:
         folder = Folder.at(out_dir)
-    except ValueError as error:  # an unknown scheme, its package missing, or a password in the URL
+    except UrlError as error:  # an unknown scheme, its package missing, or a password in the URL
+        raise InputError(str(error)) from error
+    except ValueError as error:
         raise ConvertError(str(error)) from error
     with folder:
         if resume and folder.is_file(MANIFEST_FILE):
