@@ -4,7 +4,9 @@ Every ```console block of README.md is checked: each `$ COMMAND` line (continued
 after a trailing backslash) runs in bash, in a fresh folder holding a link to the repository's
 examples/, with `sftconv` being this checkout's; its stdout must equal the lines under it, up to the
 next `$`. A line `...` in the expected output stands for any number of lines. Commands of one block
-run in order in the same folder, so a block can build on its own earlier output.
+run in order in the same folder, so a block can build on its own earlier output; blocks do not share
+folders. Nothing is normalised: run where the README's relative paths hold (examples/, out/), the
+commands print exactly what a reader sees (stderr, where progress and warnings go, is not compared).
 
 A block that cannot run offline here (it needs S3, a Ray cluster, or files the repository does not
 ship) is marked by the line before its fence, which also says why:
@@ -14,6 +16,7 @@ ship) is marked by the line before its fence, which also says why:
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import subprocess
@@ -98,8 +101,8 @@ def test_console_block_prints_what_the_readme_shows(block: Block, shell: dict) -
     for step in block.steps:
         result = subprocess.run(["bash", "-c", step.command], capture_output=True, text=True, timeout=300, **shell)
         actual = result.stdout.splitlines()
-        assert matches(step.expected, actual), (
-            f"README.md:{block.line}: `$ {step.command}` printed:\n{result.stdout}\n(stderr:\n{result.stderr})")
+        diff = "\n".join(difflib.unified_diff(step.expected, actual, "README.md", "printed", lineterm=""))
+        assert matches(step.expected, actual), f"README.md:{block.line}: `$ {step.command}`:\n{diff}\n{result.stderr}"
 
 
 def test_the_readme_has_console_blocks_and_marks_say_why() -> None:
