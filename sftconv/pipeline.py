@@ -605,8 +605,8 @@ class Progress:
     def __init__(self, enabled: bool | None):
         from tqdm import tqdm
 
-        self.bar = tqdm(disable=None if enabled is None else not enabled, unit=" rec", unit_scale=True, smoothing=0, desc="converting",
-                        dynamic_ncols=True)
+        self.bar = tqdm(disable=None if enabled is None else not enabled, unit=" rec", unit_scale=True, smoothing=0,
+                        desc="converting", dynamic_ncols=True)
         self.tokens = 0
 
     def update(self, records: int, tokens: int) -> None:

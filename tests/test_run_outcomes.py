@@ -197,3 +197,18 @@ def test_the_progress_bar_draws_only_on_a_terminal_unless_forced(tmp_path: Path,
     assert drawn.search(stderr("--progress"))
     assert not drawn.search(stderr("--progress", "--quiet"))
     assert not drawn.search(stderr("--quiet", terminal=True))
+
+
+def test_validate_and_inspect_share_one_percentile_definition() -> None:
+    """Nearest rank, whether the values come as a histogram (validate) or as an array (inspect)."""
+    import numpy as np
+
+    from sftconv.percentiles import array_percentile
+    from sftconv.validate.report import Distribution
+
+    values = np.random.default_rng(3).integers(1, 500, size=1_001)
+    distribution = Distribution()
+    distribution.add_all(values)
+    for p in (0, 1, 50, 90, 95, 99, 100):
+        ranked = np.sort(values)[max(1, int(np.ceil(p / 100 * len(values)))) - 1]
+        assert distribution.percentile(p) == array_percentile(values, p) == ranked

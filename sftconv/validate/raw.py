@@ -134,7 +134,7 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
             report.add(item.location, findings)
             bar.update()
     report.checked = sum(per_file.values())
-    for path, why in unreadable.items():
+    for path, why in sorted(unreadable.items()):
         report.add_file(Location(path), Finding(UNREADABLE_FILE, why.removeprefix(f"{path}: ")))
     for path in source.paths:
         if not per_file[str(path)] and str(path) not in unreadable:
@@ -142,7 +142,8 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
     if not report.checked:
         report.add_file(Location(", ".join(inputs)),
                         Finding(NO_RECORDS, "no records in any input: nothing to train on"))
-    report.stats = {"files": len({*map(str, source.paths), *unreadable}), "records": report.checked, **stats.to_json()}
+    files = len({*map(str, source.paths), *unreadable})  # an input that failed part way is in both
+    report.stats = {"files": files, "records": report.checked, **stats.to_json()}
     return report
 
 
