@@ -217,6 +217,18 @@ def reasoning_policy(params: dict, mapping: FieldMapping) -> ReasoningPolicy:
     return ReasoningPolicy(**{key: value for key, value in given.items() if value is not None})
 
 
+def progress_option(command):
+    """`--progress`, shared by the commands that draw a bar: by default it is drawn only where stderr is a terminal."""
+    return click.option("--progress", "force_progress", is_flag=True,
+                        help="Draw the progress bar even when stderr is not a terminal (a CI log); "
+                             "--quiet still hides it.  [default: only on a terminal]")(command)
+
+
+def bar_shown(quiet: bool, force_progress: bool) -> bool | None:
+    """Whether to draw the bar: no with --quiet, yes with --progress, else None: only if stderr is a terminal."""
+    return False if quiet else (True if force_progress else None)
+
+
 class ByteSize(click.ParamType):
     """A size such as 500MB, 1.5GB or 2GiB (decimal units by default, binary with `iB`)."""
 
@@ -276,6 +288,10 @@ class ByteSize(click.ParamType):
                    "inputs whole). Each unit has its own shards (part-00003-shard-00000...), and --resume "
                    f"redoes only unfinished units.  [default: {UNIT_BYTES >> 20}MiB]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@progress_option
+@click.option("--allow-empty", is_flag=True,
+              help="Exit 0 even when no sample is written (every record rejected or dropped, or no records); "
+                   "without it such a run exits 1, saying why.")
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Processes that parse, render and tokenize; 1 runs everything in one process. The output "
                    "is the same whatever the number.  [default: the number of CPU cores]")
@@ -292,7 +308,8 @@ class ByteSize(click.ParamType):
                    "one column each, the value as JSON text, null where a record has none. Not with --pack "
                    "or --format megatron.")
 def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len, overflow, pack, pack_window,
-            on_error, overwrite, resume, unit_size, quiet, workers, engine, ray_address, keep_columns, **source):
+            on_error, overwrite, resume, unit_size, quiet, force_progress, allow_empty, workers, engine, ray_address,
+            keep_columns, **source):
     """Convert chat records (JSONL, JSON, CSV, Parquet, Hugging Face datasets) into tokenized shards.
 
     Each record becomes one sample in the Llama 3 Instruct format (or, with --template
@@ -337,7 +354,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
 
     from .engine import default_workers
     from .keep import check_keep_columns
-    from .pipeline import ConvertError, ConvertOptions, UsageProblem
+    from .pipeline import ConvertError, ConvertOptions, InputError
     from .pipeline import convert as run_convert
 
     if overflow is not None and max_seq_len is None and pack is None:
@@ -369,8 +386,9 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
             runner = RayEngine(ray_address, cpus=workers)
         with runner or nullcontext():
             summary = run_convert(list(inputs), out_dir, options, overwrite=overwrite, resume=resume,
-                                  progress=not quiet, workers=workers or default_workers(), engine=runner)
-    except UsageProblem as error:
+                                  progress=bar_shown(quiet, force_progress), workers=workers or default_workers(),
+                                  engine=runner)
+    except InputError as error:
         raise click.UsageError(str(error)) from error
     except ConvertError as error:
         raise click.ClickException(str(error)) from error
@@ -378,6 +396,22 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         click.echo(f"warning: {warning}", err=True)
     if not quiet:
         echo_summary(summary, out_dir, limited=options.seq_limit is not None)
+    if not summary.written and not allow_empty:
+        raise click.ClickException(empty_run_reason(summary, out_dir))
+
+
+def empty_run_reason(summary, out_dir: str) -> str:
+    """Why a run wrote no samples, from its top reject and drop reasons, and how to accept an empty result."""
+    if not summary.read:
+        why = "the inputs hold no records"
+    else:
+        top = (summary.rejected_by_reason + summary.dropped_by_reason).most_common(3)
+        more = len(summary.rejected_by_reason) + len(summary.dropped_by_reason) - len(top)
+        why = (f"all {summary.read:,} records were rejected or dropped: "
+               + ", ".join(f"{reason} {count:,}" for reason, count in top)
+               + (f", and {more} other reason(s)" if more else "")
+               + (f" (see {out_dir.rstrip('/')}/rejects.jsonl)" if summary.rejected else ""))
+    return f"no samples written: {why}; pass --allow-empty if an empty result is what you want"
 
 
 def reasoning_rows(counts) -> list[tuple[str, str]]:
@@ -468,7 +502,7 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
 
     from .inspect import (PLOT_SUFFIXES, InspectError, SampleIndexError, StoredSamples, collect, histograms,
                           open_samples, render_html, render_stats, render_text, render_tokens, write_plot)
-    from .pipeline import ConvertError, SourceOptions
+    from .pipeline import ConvertError, InputError, SourceOptions
 
     stats = stats or plot_file is not None
     if indices and sample_size:
@@ -516,6 +550,8 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
                 click.echo(("\n" if number else "") + render(item, samples.tokenizer, color=color))
     except SampleIndexError as error:
         raise click.BadParameter(str(error), param_hint="'--index'") from error
+    except InputError as error:
+        raise click.UsageError(str(error)) from error
     except BrokenPipeError:
         # The reader of our stdout (`| head`) has gone: stop quietly, as cat does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -555,7 +591,8 @@ def note_unused_source_options(ctx: click.Context) -> None:
 @click.option("--examples", type=click.IntRange(min=0), default=3, show_default=True,
               help="Locations shown per reason code.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def validate(inputs, max_seq_len, max_error_rate, strict, output_format, examples, quiet, **source):
+@progress_option
+def validate(inputs, max_seq_len, max_error_rate, strict, output_format, examples, quiet, force_progress, **source):
     """Check raw chat records, or a finished output folder, before training on them.
 
     Raw input (files, folders or quoted globs) is read exactly as convert reads it: every
@@ -594,7 +631,7 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
     from pathlib import Path
 
     from .mix.check import check_mix, check_recipe, is_recipe
-    from .pipeline import ConvertError, SourceOptions
+    from .pipeline import ConvertError, InputError, SourceOptions
     from .remote import is_url
     from .validate import RawChecks, is_output_folder, validate_raw, validate_shards
 
@@ -615,14 +652,18 @@ def validate(inputs, max_seq_len, max_error_rate, strict, output_format, example
                                    f"local folder; copy it first (e.g. aws s3 sync {folders[0]} out/), then run "
                                    "sftconv validate out/")
     if folders:
-        report = validate_shards(folders[0], max_seq_len=max_seq_len, progress=not quiet, **settings)
+        report = validate_shards(folders[0], max_seq_len=max_seq_len, progress=bar_shown(quiet, force_progress),
+                                 **settings)
         check_mix(Path(folders[0]), report)
     else:
         try:
             report = validate_raw(list(inputs), SourceOptions(**source_fields(source)),
-                                  RawChecks(max_seq_len=max_seq_len, **settings), progress=not quiet)
-        except ConvertError as error:
+                                  RawChecks(max_seq_len=max_seq_len, **settings),
+                                  progress=bar_shown(quiet, force_progress))
+        except InputError as error:
             raise click.UsageError(str(error)) from error
+        except ConvertError as error:
+            raise click.ClickException(str(error)) from error
     if output_format == "json":
         import json
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .lifeline import die_with_parent
+
 IN_FLIGHT_PER_WORKER = 4  # chunks sent ahead per worker: enough to keep each busy, few enough to bound memory
 
 _job: Any = None  # in a worker process: what `Workers` was given to share with every call
@@ -28,8 +30,9 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _start_worker(job: Any) -> None:
+def _start_worker(job: Any, parent: int) -> None:
     global _job
+    die_with_parent(parent)  # a killed run must not leave its workers waiting for work
     _job = job
     # Ctrl-C goes to the whole process group: the main process stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -90,7 +93,7 @@ class Workers:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
             self._pool = ProcessPoolExecutor(self.count, mp_context=context, initializer=_start_worker,
-                                             initargs=(self.job,))
+                                             initargs=(self.job, os.getpid()))
             # Fork the workers now, before the caller starts threads (a progress bar's) that a fork would not carry.
             # A Ctrl-C that lands during a fork would be lost in the fork handlers: hold it until they are done,
             # and stop the workers if it came (with no `with` block entered, nothing else would).

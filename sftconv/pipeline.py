@@ -23,7 +23,7 @@ from .packing import DEFAULT_WINDOW, Packer
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .readers.json import MissingRecords
-from .remote import is_url, join, object_version
+from .remote import UrlError, is_url, join, object_version
 from .shapes import AUTO, FieldMapping, Shape, ShapeNotFound, TranscriptShape, TurnRules
 from .shapes.candidates import Candidate, auto_layout
 from .shapes.mapping import UnknownField, check_field
@@ -56,8 +56,9 @@ class ConvertError(Exception):
     """A run that cannot start or must stop; the message says what to do."""
 
 
-class UsageProblem(ConvertError):
-    """Options that cannot work with the data found (Megatron shards of preference pairs...): a usage error."""
+class InputError(ConvertError):
+    """Inputs named wrongly (a missing path, a file type no reader knows, no shape fits), or options that cannot
+    work with the data found (Megatron shards of preference pairs...): bad usage, exit 2."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -419,25 +420,41 @@ class Source:
             raise ConvertError(str(error)) from error
 
 
-def open_source(inputs: list[str], options: SourceOptions) -> Source:
+def open_source(inputs: list[str], options: SourceOptions, *, unreadable: dict[str, str] | None = None) -> Source:
     """Expand the inputs, resolve each one's shape and load the tokenizer; fail early, saying what to do.
 
+    Args:
+        unreadable: if given, an input whose first records cannot be read is left out and put here
+            (path -> why), instead of failing the whole source.
+
     Raises:
-        ConvertError: an input is missing, of an unknown type or unreadable, no shape fits an input's
-            records, there is no input, or the tokenizer cannot be loaded.
+        InputError: an input is missing or of an unknown type, no shape fits an input's records, or
+            there is no input.
+        ConvertError: an input is unreadable, or the tokenizer cannot be loaded.
         UnknownField: a field the mapping names is in no sampled record.
     """
     try:
         paths = expand_inputs(inputs)
+    except (FileNotFoundError, UrlError) as error:
+        raise InputError(str(error)) from error
+    except ValueError as error:
+        raise ConvertError(str(error)) from error
+    try:
         for path in paths:
             reader_for(path, split=options.split, records=options.records_field)
     except (FileNotFoundError, ValueError) as error:
-        raise ConvertError(str(error)) from error
+        raise InputError(str(error)) from error
     if not paths:
-        raise ConvertError(f"no input files found in {', '.join(inputs)}")
+        raise InputError(f"no input files found in {', '.join(inputs)}")
     warnings, names, samples = [], {}, {}
     for path in paths:
-        samples[path], empty = sample_records(path, options.split, options.records_field)
+        try:
+            samples[path], empty = sample_records(path, options.split, options.records_field)
+        except ConvertError as error:
+            if unreadable is None:
+                raise
+            unreadable[str(path)] = str(error)
+            continue
         if empty:
             warnings.append(f"{path}: no records (an empty input); it adds nothing to the dataset")
     # A field the mapping names must be somewhere in the samples; UnknownField is a usage error in every command.
@@ -457,18 +474,19 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
     chosen = auto_layout([error.chosen for error in unfit.values()], names, options.mapping) if unfit else None
     if unfit and chosen is None:
         path, error = next(iter(unfit.items()))
-        raise ConvertError(f"{path}: {error}")
+        raise InputError(f"{path}: {error}")
     if chosen is not None:
         options = replace(options, mapping=options.mapping.merged(**dict(chosen.fields)))
         names.update(dict.fromkeys(map(str, unfit), chosen.shape))
         warnings.append(f"no record shape fits {', '.join(map(str, unfit))} by its field names; read with "
                         f"{chosen.flags}, the one layout every sampled record fits (pass them to make it explicit)")
     if task_of(names) is None or (options.task != AUTO and task_of(names) != options.task):
-        raise UsageProblem(mixed_tasks(names, options.task))
+        raise InputError(mixed_tasks(names, options.task))
     try:
         tokenizer = Tokenizer(options.tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
+    paths = [path for path in paths if str(path) in names]  # the readable ones
     return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
                   split=options.split, records_field=options.records_field, warnings=warnings, layout=chosen)
 
@@ -613,7 +631,8 @@ class UnitJob:
 
 
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
-            resume: bool = False, progress: bool = False, workers: int = 1, engine: RayEngine | None = None) -> Summary:
+            resume: bool = False, progress: bool | None = False, workers: int = 1, engine: RayEngine | None = None,
+            ) -> Summary:
     """Convert raw chat records into tokenized shards, `rejects.jsonl` and `manifest.json`.
 
     The inputs are cut into units (see `units`), converted in order; a unit's shards, rejects and
@@ -627,7 +646,7 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         overwrite: replace a previous run's files in `out_dir`.
         resume: finish an interrupted run of the same inputs and options in `out_dir`: its finished units
             are verified and kept, the rest converted; the result is the bytes an uninterrupted run writes.
-        progress: show a progress bar on stderr.
+        progress: show a progress bar on stderr; None: only where stderr is a terminal.
         workers: processes that decode, shape and tokenize (1: all in this process); the output
             is the same whatever the number.
         engine: who runs the units: None, this machine with `workers` processes; an entered
@@ -644,7 +663,9 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
     identity = run_identity(source, options)
     try:
         folder = Folder.at(out_dir)
-    except ValueError as error:  # an unknown scheme, its package missing, or a password in the URL
+    except UrlError as error:  # an unknown scheme, its package missing, or a password in the URL
+        raise InputError(str(error)) from error
+    except ValueError as error:
         raise ConvertError(str(error)) from error
     with folder:
         if resume and folder.is_file(MANIFEST_FILE):
@@ -673,7 +694,7 @@ def refuse_unsupported(task: SftTask | PreferenceTask, options: ConvertOptions) 
     """Refuse the options preference rows cannot have, saying what would work.
 
     Raises:
-        UsageProblem: Megatron shards, packing, `--train-on all` or token truncation with preference data.
+        InputError: Megatron shards, packing, `--train-on all` or token truncation with preference data.
     """
     if task.name != PREFERENCE:
         return
@@ -685,7 +706,7 @@ def refuse_unsupported(task: SftTask | PreferenceTask, options: ConvertOptions) 
                                                             "use truncate, which cuts the prompt's history)")]
     refused = [text for bad, text in given if bad]
     if refused:
-        raise UsageProblem(f"preference data cannot be converted with {'; nor '.join(refused)}; or pass --task sft "
+        raise InputError(f"preference data cannot be converted with {'; nor '.join(refused)}; or pass --task sft "
                            "to convert it as SFT samples")
 
 
@@ -738,11 +759,11 @@ def finished_run(folder: Folder, identity: dict) -> Summary:
 class Progress:
     """The run's bar on stderr: records read, with the tokens written and their rate (the run's average) after it."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool | None):
         from tqdm import tqdm
 
-        self.bar = tqdm(disable=not enabled, unit=" rec", unit_scale=True, smoothing=0, desc="converting",
-                        dynamic_ncols=True)
+        self.bar = tqdm(disable=None if enabled is None else not enabled, unit=" rec", unit_scale=True, smoothing=0,
+                        desc="converting", dynamic_ncols=True)
         self.tokens = 0
 
     def update(self, records: int, tokens: int) -> None:

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterable
 
 from .engine import Workers, default_workers, interrupts_held
+from .lifeline import start_watchdog
 from .pipeline import ConvertError, Progress, Summary, UnitJob, convert_unit
 from .units import Unit
 from .writers.folder import Folder
@@ -79,6 +80,7 @@ class RayEngine:
         self.cpus = cpus
         self.retries = retries
         self._started = False
+        self._watchdog = None  # kills the local instance's processes if this one is killed
 
     def __enter__(self) -> RayEngine:
         import ray
@@ -91,12 +93,15 @@ class RayEngine:
                 if self.address is not None:
                     ray.init(address=self.address, **quiet)
                 else:
+                    self._watchdog = start_watchdog()
                     ray.init(address="local", num_cpus=self.cpus or default_workers(), **quiet)
         except (ConnectionError, RuntimeError, ValueError) as error:
+            self._stop_watchdog()
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray instance"
             raise ConvertError(f"cannot start or reach {where}: {error}") from error
         except KeyboardInterrupt:
             ray.shutdown()
+            self._stop_watchdog()
             raise
         self._started = True
         return self
@@ -107,6 +112,14 @@ class RayEngine:
 
             ray.shutdown()
             self._started = False
+            self._stop_watchdog()
+
+    def _stop_watchdog(self) -> None:
+        """The instance stopped the ordinary way: its watchdog has nothing left to do."""
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog = None
 
     def run(self, job: UnitJob, units: Iterable[Unit], bar: Progress | None = None) -> dict[int, Summary]:
         """Convert every unit as a Ray task; returns each unit's summary by its index.

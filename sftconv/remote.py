@@ -26,6 +26,10 @@ STORE_ERRORS = {"botocore.exceptions": "BotoCoreError", "aiohttp": "ClientError"
 VERSION_KEYS = ("ETag", "etag", "generation", "LastModified", "last_modified", "updated", "mtime", "created")
 
 
+class UrlError(ValueError):
+    """A URL that cannot be used as written: a password in it, an unknown scheme, or its package not installed."""
+
+
 def is_url(item: Path | str) -> bool:
     """True for a URL of another filesystem (`s3://...`); a local path or a `file://` URL is not one."""
     return isinstance(item, str) and URL.match(item) is not None and not item.startswith(FILE_URL)
@@ -40,22 +44,22 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec filesystem of a URL and the path within it.
 
     Raises:
-        ValueError: the URL's scheme is unknown, the package that reads it is not installed (named), or
+        UrlError: the URL's scheme is unknown, the package that reads it is not installed (named), or
             the URL holds a password (which the message does not repeat).
     """
     import fsspec
 
     if PASSWORD.match(url):
         shown = PASSWORD.sub(r"\1***@", url)
-        raise ValueError(f"{shown}: a URL must not hold a password; sftconv takes credentials from the environment "
+        raise UrlError(f"{shown}: a URL must not hold a password; sftconv takes credentials from the environment "
                          "only, as the filesystem's own tools do (for S3, the AWS_* variables, ~/.aws or the "
                          "instance's role)")
     try:
         return fsspec.core.url_to_fs(url)
     except ImportError as error:
-        raise ValueError(f"{url}: a package this URL needs is not installed ({error})") from error
+        raise UrlError(f"{url}: a package this URL needs is not installed ({error})") from error
     except ValueError as error:
-        raise ValueError(f"{url}: {error}") from error
+        raise UrlError(f"{url}: {error}") from error
 
 
 def store_errors() -> tuple[type[Exception], ...]:

@@ -122,8 +122,8 @@ def test_refuses_non_empty_output_unless_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["missing.jsonl"], 1, "no such file or folder: missing.jsonl"),
-    (["data.xlsx"], 1, "no reader for this file type"),
+    (["missing.jsonl"], 2, "no such file or folder: missing.jsonl"),
+    (["data.xlsx"], 2, "no reader for this file type"),
     (["in.jsonl", "--train-on", "users"], 2, "Invalid value for '--train-on'"),
     (["in.jsonl", "--shard-rows", "0"], 2, "Invalid value for '--shard-rows'"),
 ])
@@ -136,7 +136,8 @@ def test_clear_errors_and_exit_codes(tmp_path, monkeypatch, args, code, message)
 
 
 def test_empty_input_is_an_empty_dataset(tmp_path):
-    assert convert(write_jsonl(tmp_path / "in.jsonl", []), "-o", tmp_path / "out", "-q").exit_code == 0
+    """Where a script wants it; without --allow-empty such a run exits 1 (see test_run_outcomes.py)."""
+    assert convert(write_jsonl(tmp_path / "in.jsonl", []), "-o", tmp_path / "out", "-q", "--allow-empty").exit_code == 0
     data = manifest(tmp_path / "out")
     assert data["counts"]["read"] == 0 and data["shards"] == []
 

@@ -248,7 +248,7 @@ def test_histogram_bins():
     histogram = length_histogram(lengths)
     assert histogram.labels == ["0-49", "50-99", "100-149", "150-199", "200-249"]
     assert histogram.counts == [2, 2, 1, 0, 1]
-    assert histogram.summary == "min 35 · median 81 · mean 97.7 · p90 174.5 · max 249"
+    assert histogram.summary == "min 35 · median 63 · mean 97.7 · p95 249 · max 249"
     tail = length_histogram(np.array([100 + i % 7 for i in range(999)] + [20_000]))
     assert tail.labels == ["100", "101", "102", "103", "104", "105", "106", ">=107"]
     assert tail.counts == [143, 143, 143, 143, 143, 142, 142, 1]
@@ -286,12 +286,12 @@ def test_bad_usage_exits_2(args, message):
     assert result.exit_code == 2 and message in result.stderr
 
 
-def test_mixed_inputs_and_missing_files_exit_1(tmp_path):
+def test_mixed_inputs_and_missing_files_are_usage_errors(tmp_path):
     convert(EXAMPLES, "-o", tmp_path / "out")
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "out"), str(EXAMPLES)])
-    assert result.exit_code == 1 and "cannot mix convert outputs with raw files" in result.stderr
+    assert result.exit_code == 2 and "cannot mix convert outputs with raw files" in result.stderr
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "missing.jsonl")])
-    assert result.exit_code == 1 and "no such file or folder" in result.stderr
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr
 
 
 def test_empty_input(tmp_path):

@@ -85,7 +85,7 @@ def test_every_data_file_has_a_case(shared_data):
 def test_counts(tmp_path, shared_data, name, options, shape, read, written, rejected):
     path = shared_data / name
     result = convert(path, "-o", tmp_path, *options)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == (0 if written else 1), result.output  # a run that writes nothing fails, saying why
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     counts = manifest["counts"]
     assert (counts["read"], counts["written"], counts["rejected_by_reason"]) == (read, written, rejected)
@@ -106,11 +106,16 @@ def test_broken_dolly_lines_are_rejected_with_their_line_numbers(tmp_path, share
 
 
 def test_empty_file_is_an_empty_dataset_with_a_warning(tmp_path, shared_data):
+    """An empty result fails the run (exit 1, saying why) unless --allow-empty says it is wanted."""
     path = shared_data / "self-instruct" / "trec_fine_grained_ABBR.jsonl"
-    result = convert(path, "-o", tmp_path, "-q")
-    assert result.exit_code == 0
-    assert result.stderr == f"warning: {path}: no records (an empty input); it adds nothing to the dataset\n"
-    assert json.loads((tmp_path / "manifest.json").read_text())["shards"] == []
+    warning = f"warning: {path}: no records (an empty input); it adds nothing to the dataset\n"
+    result = convert(path, "-o", tmp_path / "a", "-q")
+    assert result.exit_code == 1
+    assert result.stderr == warning + ("Error: no samples written: the inputs hold no records; pass --allow-empty if "
+                                       "an empty result is what you want\n")
+    result = convert(path, "-o", tmp_path / "b", "-q", "--allow-empty")
+    assert result.exit_code == 0 and result.stderr == warning
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["shards"] == []
 
 
 def test_no_user_turn_record_of_the_cookbook(tmp_path, shared_data):
@@ -123,8 +128,8 @@ def test_no_user_turn_record_of_the_cookbook(tmp_path, shared_data):
 def test_dataset_info_is_not_data(tmp_path, shared_data):
     path = shared_data / "LLaMA-Factory" / "dataset_info.json"
     result = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path)])
-    assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: {path}: no record shape fits (fields seen: identity, alpaca_en_demo, ")
+    assert result.exit_code == 2  # bad usage: the input is not chat data
+    assert f"\nError: {path}: no record shape fits (fields seen: identity, alpaca_en_demo, " in result.stderr
     assert "Choose one with --shape, and map your field names" in result.stderr
     assert not (tmp_path / "manifest.json").exists()
 

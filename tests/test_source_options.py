@@ -45,7 +45,7 @@ def test_a_custom_chat_log_needs_only_a_mapping(tmp_path, tokenizer):
     source = write_jsonl(tmp_path / "logs.jsonl", LOGS)
     mapping = ["--messages-field", "dialog", "--role-field", "speaker", "--content-field", "text",
                "--role-alias", "customer=user", "--role-alias", "bot=assistant"]
-    manifest, rows = run(source, "-o", tmp_path / "a", *mapping)
+    manifest, rows = run(source, "-o", tmp_path / "a", *mapping, "--allow-empty")
     assert manifest["shapes"] == {str(source): "openai"}
     assert manifest["counts"]["rejected_by_reason"] == {"consecutive_same_role": 1, "empty_content": 1}
     assert manifest["options"]["mapping"] == {"messages": "dialog", "role": "speaker", "content": "text",
@@ -86,7 +86,7 @@ def test_replace_system_and_a_forced_shape(tmp_path, tokenizer):
     assert manifest["options"]["shape"] == "sharegpt" and manifest["options"]["replace_system"] is True
     _, rows = run(source, "-o", tmp_path / "b", "--system", "New.")
     assert rows[0]["input_ids"] == rendered(tokenizer, ("system", "Old."), ("user", "Hi"), ("assistant", "Yo"))
-    manifest, _ = run(source, "-o", tmp_path / "c", "--shape", "alpaca")
+    manifest, _ = run(source, "-o", tmp_path / "c", "--shape", "alpaca", "--allow-empty")
     assert manifest["counts"]["rejected_by_reason"] == {"missing_field": 1}
 
 

@@ -138,7 +138,7 @@ def test_llama31_options_need_the_llama31_template(tmp_path, flags):
 
 def test_llama3_manifest_is_unchanged_by_the_new_options(tmp_path):
     source = write_jsonl(tmp_path / "tools.jsonl", RECORDS)
-    assert convert(source, "-o", tmp_path / "out", "-q").exit_code == 0
+    assert convert(source, "-o", tmp_path / "out", "-q", "--allow-empty").exit_code == 0
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["options"]["template"] == "llama3" and "date_string" not in manifest["options"]
     assert manifest["counts"]["rejected_by_reason"] == {"tool_calls_unsupported": 2}

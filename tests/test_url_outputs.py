@@ -210,7 +210,7 @@ def test_the_ray_engine_writes_the_local_bytes_into_s3(corpus, local, s3):
 ])
 def test_an_output_url_that_cannot_be_used_is_an_error_naming_it_never_its_password(url, shown, tmp_path):
     result = convert_cli(write_jsonl(tmp_path / "chats.jsonl", [chat(random.Random(1))]), url)
-    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)  # bad usage, as for an input URL
     assert f"Error: {shown}" in result.output and "hunter2" not in result.output
 
 

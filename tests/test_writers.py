@@ -151,7 +151,7 @@ def test_failure_keeps_finished_shards_and_leaves_no_partial_file(tmp_path, outp
 def test_hf_empty_run_loads_as_an_empty_dataset(tmp_path):
     from datasets import load_from_disk
 
-    convert(write_jsonl(tmp_path / "in.jsonl", []), "-o", tmp_path / "out", "--format", "hf", "-q")
+    convert(write_jsonl(tmp_path / "in.jsonl", []), "-o", tmp_path / "out", "--format", "hf", "-q", "--allow-empty")
     loaded = load_from_disk(str(tmp_path / "out"))
     assert len(loaded) == 0 and loaded.column_names == ["input_ids", "labels", "loss_mask", "length"]
 

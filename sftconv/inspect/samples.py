@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from ..conversation import Location, Rejected
 from ..pairs import EncodedPair
-from ..pipeline import Source, SourceOptions, encode_batches, open_source
+from ..pipeline import InputError, Source, SourceOptions, encode_batches, open_source
 from ..template import Encoded
 from ..tokenizer import DEFAULT_TOKENIZER_NAME, Tokenizer
 from ..validate.formats import SHARD_READERS, ShardReadError, TokenBatch
@@ -411,7 +411,9 @@ def open_samples(inputs: list[str], options: SourceOptions) -> RawSamples | Stor
     """Samples from raw files (through convert's pipeline) or from convert's output, whichever the inputs are.
 
     Raises:
-        InspectError: raw files mixed with convert outputs, a broken output, or the wrong tokenizer.
+        InputError: raw files mixed with convert outputs, shards of several outputs, or raw inputs named
+            wrongly (missing, of an unknown type, no shape fits).
+        InspectError: a broken output, or the wrong tokenizer.
         ConvertError: raw inputs that convert itself would refuse.
     """
     stored = [stored_shards(item) for item in inputs]
@@ -419,11 +421,11 @@ def open_samples(inputs: list[str], options: SourceOptions) -> RawSamples | Stor
         return RawSamples(open_source(inputs, options))
     if not all(stored):
         raw = ", ".join(item for item, found in zip(inputs, stored) if not found)
-        raise InspectError(f"cannot mix convert outputs with raw files ({raw}); inspect them one kind at a time")
+        raise InputError(f"cannot mix convert outputs with raw files ({raw}); inspect them one kind at a time")
     folders = {found.folder for found in stored}
     if len(folders) > 1:
-        raise InspectError(f"shards from more than one output ({', '.join(map(str, sorted(folders)))}); "
-                           "inspect one output at a time")
+        raise InputError(f"shards from more than one output ({', '.join(map(str, sorted(folders)))}); "
+                         "inspect one output at a time")
     first = stored[0]
     shards = list(dict.fromkeys(shard for found in stored for shard in found.shards))
     tokenizer = stored_tokenizer(first.manifest, options.tokenizer, first.folder)

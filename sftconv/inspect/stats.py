@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..percentiles import array_percentile
+
 TARGET_BINS = 10
 SHARE_BINS = 10  # 0-10%, ..., 90-100%
 BAR_WIDTH = 40  # characters for the longest bar
@@ -18,7 +20,7 @@ class Histogram:
     """Counts per labelled bin, in bin order."""
 
     title: str
-    summary: str  # min, median, mean, p90 and max of the values binned
+    summary: str  # min, median, mean, p95 and max of the values binned
     labels: list[str]
     counts: list[int]
 
@@ -55,9 +57,9 @@ def nice_step(span: float, bins: int) -> int:
 
 
 def describe(values: np.ndarray, fmt) -> str:
-    """min, median, mean, p90 and max of `values`, each written with `fmt`."""
-    points = [("min", values.min()), ("median", np.median(values)), ("mean", values.mean()),
-              ("p90", np.percentile(values, 90)), ("max", values.max())]
+    """min, median, mean, p95 and max of `values`, each written with `fmt`; percentiles as validate's."""
+    points = [("min", values.min()), ("median", array_percentile(values, 50)), ("mean", values.mean()),
+              ("p95", array_percentile(values, 95)), ("max", values.max())]
     return " · ".join(f"{name} {fmt(value)}" for name, value in points)
 
 

@@ -32,6 +32,7 @@ TOO_LONG = "too_long"  # error: more tokens than --max-seq-len
 EMPTY_FILE = "empty_file"  # warning: an input file without a single record
 LAYOUT_CHOSEN = "layout_chosen"  # warning: no shape fit by field names; the one layout every sampled record fits is used
 NO_RECORDS = "no_records"  # error: nothing to train on at all
+UNREADABLE_FILE = "unreadable_file"  # error: an input that cannot be read (corrupt, truncated); the rest is checked
 
 # Finished shards: the folder and its manifest.
 MANIFEST_MISSING = "manifest_missing"
@@ -46,6 +47,7 @@ COUNTS_MISMATCH = "counts_mismatch"
 REJECTS_MISMATCH = "rejects_mismatch"
 UNLISTED_SHARD = "unlisted_shard"  # warning: a loader globbing the folder would read it too
 SIDE_FILE_MISMATCH = "side_file_mismatch"  # a file loaders read beside the shards (hf's state.json) disagrees
+NO_ROWS = "no_rows"  # the run wrote no samples: nothing to train on
 
 # Finished shards: one row.
 LENGTH_MISMATCH = "length_mismatch"

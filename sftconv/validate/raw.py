@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from ..conversation import INVALID_TEXT, Location, Record, Rejected
 from ..pairs import EncodedPair
 from ..pipeline import Source, SourceOptions, encode_batches, open_source
+from ..readers import ReaderError, reader_for
 from ..shapes.meaning import MEANING_DETAILS
 from ..template import Encoded
-from .codes import DUPLICATE, EMPTY_FILE, LAYOUT_CHOSEN, LONE_SURROGATE, NO_RECORDS, TOO_LONG
+from .codes import DUPLICATE, EMPTY_FILE, LAYOUT_CHOSEN, LONE_SURROGATE, NO_RECORDS, TOO_LONG, UNREADABLE_FILE
 from .reasoning import record_reasoning_findings
 from .report import Distribution, Finding, Report
 from .text import scan_record
@@ -69,14 +70,21 @@ class Duplicates:
         return Location(source, row=position) if is_row else Location(source, line=position)
 
 
-def paired(source: Source) -> Iterator[tuple[Record | Rejected, Encoded | Rejected]]:
-    """Each item the readers yield, with what convert's `encode_batches` makes of it, in input order."""
+def paired(source: Source, unreadable: dict[str, str]) -> Iterator[tuple[Record | Rejected, Encoded | Rejected]]:
+    """Each item the readers yield, with what convert's `encode_batches` makes of it, in input order.
+
+    An input that fails part way is put in `unreadable` (path -> why), and the next input is read.
+    """
     pending: deque[Record | Rejected] = deque()
 
     def feed() -> Iterator[Record | Rejected]:
-        for item in source.records():
-            pending.append(item)
-            yield item
+        for path in source.paths:
+            try:
+                for item in reader_for(path, split=source.split).read(path):
+                    pending.append(item)
+                    yield item
+            except ReaderError as error:
+                unreadable[str(path)] = str(error)
 
     for results in encode_batches(feed(), source.shape, source.template):
         for result in results:
@@ -84,17 +92,20 @@ def paired(source: Source) -> Iterator[tuple[Record | Rejected, Encoded | Reject
 
 
 def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = RawChecks(), *,
-                 progress: bool = False) -> Report:
+                 progress: bool | None = False) -> Report:
     """Check raw records as convert would read them, plus text, length and duplicate checks.
 
     Args:
         inputs: files, folders or globs, as for convert.
         options: the shape, template and tokenizer options, as for convert.
         checks: the extra checks' settings and the verdict's thresholds.
-        progress: show a progress bar on stderr (when it is a terminal).
+        progress: show a progress bar on stderr; None: only where stderr is a terminal.
+
+    An input that cannot be read is reported (unreadable_file) and the others are checked.
 
     Raises:
-        ConvertError: an input is missing or of an unknown type, or the tokenizer cannot be loaded.
+        InputError: an input is missing or of an unknown type, or no shape fits an input.
+        ConvertError: the tokenizer cannot be loaded.
 
     Example:
         >>> validate_raw(["examples/chat_logs.jsonl"], SourceOptions()).stats["records"]
@@ -102,14 +113,16 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
     """
     from tqdm import tqdm
 
-    source = open_source(inputs, options)
+    unreadable: dict[str, str] = {}
+    source = open_source(inputs, options, unreadable=unreadable)
     report = Report("raw", [str(p) for p in source.paths], "record", max_examples=checks.max_examples,
                     strict=checks.strict, max_error_rate=checks.max_error_rate)
     stats = SampleStats(source.template.tokenizer.special_tokens["<|start_header_id|>"])
     duplicates = Duplicates()
     per_file: Counter[str] = Counter()
-    with tqdm(disable=None if progress else True, unit=" rec", desc="validating", dynamic_ncols=True) as bar:
-        for item, result in paired(source):
+    with tqdm(disable=None if progress is None else not progress, unit=" rec", desc="validating",
+              dynamic_ncols=True) as bar:
+        for item, result in paired(source, unreadable):
             per_file[item.location.source] += 1
             findings = scan_record(source.shape.scanned(item)) if isinstance(item, Record) else []
             if isinstance(item, Record):
@@ -126,8 +139,10 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
             report.add(item.location, findings)
             bar.update()
     report.checked = sum(per_file.values())
+    for path, why in sorted(unreadable.items()):
+        report.add_file(Location(path), Finding(UNREADABLE_FILE, why.removeprefix(f"{path}: ")))
     for path in source.paths:
-        if not per_file[str(path)]:
+        if not per_file[str(path)] and str(path) not in unreadable:
             report.add_file(Location(str(path)), Finding(EMPTY_FILE, "the file holds no records"))
     if source.layout is not None:
         report.add_file(Location(", ".join(inputs)), Finding(LAYOUT_CHOSEN, f"no shape fits by field names; read with "
@@ -136,7 +151,8 @@ def validate_raw(inputs: list[str], options: SourceOptions, checks: RawChecks = 
     if not report.checked:
         report.add_file(Location(", ".join(inputs)),
                         Finding(NO_RECORDS, "no records in any input: nothing to train on"))
-    report.stats = {"files": len(source.paths), "records": report.checked, **stats.to_json()}
+    files = len({*map(str, source.paths), *unreadable})  # an input that failed part way is in both
+    report.stats = {"files": files, "records": report.checked, **stats.to_json()}
     traces = source.template.reasoning_counts
     if traces.turns or traces.dropped:
         report.stats["reasoning"] = traces.to_json()

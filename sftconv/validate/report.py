@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from math import ceil
 
 import numpy as np
 
 from .. import __version__
 from ..conversation import Location
+from ..percentiles import percentile
 from .codes import ERROR, WARNING, severity
 
 
@@ -48,7 +48,7 @@ class Issue:
 class Distribution:
     """Exact percentiles in memory bounded by the number of distinct values (a histogram, not a list).
 
-    Percentiles are nearest-rank: the smallest value with at least p% of the values at or below it.
+    Percentiles are nearest-rank (`sftconv.percentiles`, as inspect --stats computes them).
 
     Example:
         >>> d = Distribution()
@@ -77,14 +77,8 @@ class Distribution:
         self.total += int(np.asarray(values, dtype=np.int64).sum())
 
     def percentile(self, p: float) -> int | None:
-        if not self.n:
-            return None
-        rank, seen = max(1, ceil(p / 100 * self.n)), 0
-        for value in sorted(self.counts):
-            seen += self.counts[value]
-            if seen >= rank:
-                return value
-        raise AssertionError("unreachable: ranks never exceed the count")
+        values = sorted(self.counts)
+        return percentile(values, [self.counts[value] for value in values], p)
 
     def to_json(self) -> dict:
         return {

@@ -20,6 +20,7 @@ from .codes import (
     COUNTS_MISMATCH,
     MANIFEST_INVALID,
     MANIFEST_MISSING,
+    NO_ROWS,
     REJECTS_MISMATCH,
     ROW_COUNT_MISMATCH,
     SHA256_MISMATCH,
@@ -80,7 +81,7 @@ def is_output_folder(path: str | Path) -> bool:
 
 
 def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_examples: int = 3,
-                    strict: bool = False, max_error_rate: float = 0.0, progress: bool = False) -> Report:
+                    strict: bool = False, max_error_rate: float = 0.0, progress: bool | None = False) -> Report:
     """Check a convert output folder of any format: manifest, every shard file's presence and hash, counts, rows.
 
     Args:
@@ -88,7 +89,7 @@ def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_e
         max_seq_len: also flag rows longer than this (the trainer's context); None to check only the
             limits the manifest records (`--max-seq-len` for samples, `--pack` for packed rows).
         max_examples, strict, max_error_rate: as for `Report`.
-        progress: show a progress bar on stderr (when it is a terminal).
+        progress: show a progress bar on stderr; None: only where stderr is a terminal.
 
     Example:
         >>> validate_shards("out/").ok
@@ -120,12 +121,15 @@ def validate_shards(folder: str | Path, *, max_seq_len: int | None = None, max_e
         reader = PairShards(reader, manifest["layout"])
     rules = row_rules(manifest, max_seq_len)
     tally = Tally()
-    with tqdm(total=sum(s["rows"] for s in manifest["shards"]), disable=None if progress else True, unit=" rows",
-              desc="validating", dynamic_ncols=True) as bar:
+    with tqdm(total=sum(s["rows"] for s in manifest["shards"]), disable=None if progress is None else not progress,
+              unit=" rows", desc="validating", dynamic_ncols=True) as bar:
         for index, shard in enumerate(manifest["shards"]):
             check_shard(folder, index, shard, reader, rules, report, tally, bar)
     report.checked = tally.rows.n
     check_totals(folder, manifest, report, tally)
+    if not manifest["counts"]["written"]:
+        report.add_file(Location(str(manifest_path)), Finding(
+            NO_ROWS, "the run wrote no samples: nothing to train on (its rejects.jsonl says why)"))
     check_folder(folder, manifest, reader, report)
     tokens = tally.rows.total
     report.stats = {
