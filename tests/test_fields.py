@@ -179,12 +179,13 @@ def test_reject_details_name_the_users_fields_and_nulls(tmp_path):
                                                {"chosen": ["not", "text"]}])
     out = tmp_path / "out"
     result = run("convert", data, "-o", out, "--shape", "prompt-completion", "--prompt-field", "question",
-                 "--completion-field", "answer")
+                 "--completion-field", "answer", "--allow-empty")
     assert result.exit_code == 0, result.output
     assert [(r["reason"], r["detail"]) for r in rejects(out)][:2] == [
         ("missing_field", "'question' is null"), ("content_not_string", "'answer' is int, not a string")]
     out = tmp_path / "transcript"
-    assert run("convert", data, "-o", out, "--shape", "transcript", "--transcript-field", "chosen").exit_code == 0
+    assert run("convert", data, "-o", out, "--shape", "transcript", "--transcript-field", "chosen",
+               "--allow-empty").exit_code == 0
     assert rejects(out)[2]["detail"] == "'chosen' is list, not a string"
 
 
@@ -193,7 +194,7 @@ def test_turn_fields_are_named_as_the_user_named_them(tmp_path):
                                                              {"who": "assistant", "text": None}]}])
     out = tmp_path / "out"
     assert run("convert", data, "-o", out, "--messages-field", "dialog", "--role-field", "who",
-               "--content-field", "text").exit_code == 0
+               "--content-field", "text", "--allow-empty").exit_code == 0
     assert rejects(out)[0]["detail"] == "dialog[1].text is null, not a string"
 
 
@@ -207,7 +208,7 @@ def test_turns_are_counted_from_zero_in_every_message(tmp_path):
                       {"role": "tool", "content": "1"}, {"role": "assistant", "content": "done"}]},
     ])
     out = tmp_path / "out"
-    assert run("convert", data, "-o", out).exit_code == 0
+    assert run("convert", data, "-o", out, "--allow-empty").exit_code == 0
     assert [r["detail"].split(";")[0] for r in rejects(out)] == [
         "turns 0 and 1 are both user", "turn 1 (assistant) has no content", "turn 1 calls a tool"]
 
@@ -217,7 +218,7 @@ def test_turns_are_counted_from_zero_in_every_message(tmp_path):
 def test_no_shape_fits_proposes_the_flags_for_a_preference_file_read_as_sft(shared_data, tmp_path):
     path = shared_data / "hh-rlhf/harmless-base/test.jsonl.gz"  # auto: HH-RLHF pairs (test_preference.py)
     result = run("convert", path, "-o", tmp_path / "out", "--task", "sft")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert (f"Error: {path}: no record shape fits (fields seen: chosen, rejected); rerun with --shape transcript "
             "--transcript-field chosen (100 of 100 sampled records fit).") in result.stderr
     proposed = run("convert", path, "-o", tmp_path / "out", "--shape", "transcript", "--transcript-field", "chosen",
