@@ -367,3 +367,12 @@ def test_a_llama2_transcripts_marks_are_structure_not_special_text(tmp_path):
     assert rejects(out)[0]["detail"] == "text: <|im_end|> (ChatML (Qwen, Yi, OpenHermes)) at character 13"
     report = json.loads(run("validate", data, "--transcript-field", "text", "--format", "json").stdout)
     assert [(i["code"], i["count"]) for i in report["issues"]] == [("foreign_template_marker", 1)]
+
+
+def test_a_mistyped_reasoning_field_is_a_usage_error(tmp_path):
+    data = write_jsonl(tmp_path / "r1.jsonl", [{"instruction": "2+2?", "output": "4", "thought": "add them"}])
+    result = run("convert", data, "-o", tmp_path / "out", "--reasoning-field", "thougth")
+    assert result.exit_code == 2, result.output
+    assert ("--reasoning-field (mapping key 'reasoning') names 'thougth', which is in no sampled record nor any of "
+            "its turns (fields seen: instruction, output, thought); did you mean 'thought'?") in result.stderr
+    assert run("convert", data, "-o", tmp_path / "out", "--reasoning-field", "thought", "-q").exit_code == 0

@@ -238,6 +238,9 @@ class FieldMapping:
                 in_turns = key in ("role", "content")
                 check_field(source, f"--{key}-field (mapping key '{key}')", turns if in_turns else sample,
                             "in no turn of the sampled records" if in_turns else "in no sampled record")
+        if self.reasoning:  # a field of each turn, or of the record for the shapes without a list of turns
+            check_field(self.reasoning, "--reasoning-field (mapping key 'reasoning')", turns + sample,
+                        "in no sampled record nor any of its turns")
 
     def to_json(self) -> dict:
         """The fields that are set, for the manifest."""
