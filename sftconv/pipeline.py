@@ -24,7 +24,9 @@ from .remote import is_url, join, object_version
 from .shapes import AUTO, SHAPES, FieldMapping, Shape, ShapeNotFound, TurnRules, detect_shape
 from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
+from .template.chat_template import chat_template_notes
 from .tokenizer import Tokenizer
+from .tokenizer_backends import BackendMismatch
 from .units import UNIT_BYTES, WORK_DIR, Unit, WorkDir, plan_units
 from .writers import (MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, join_rejects,
                       write_manifest)
@@ -51,6 +53,7 @@ class SourceOptions:
     """What decides how raw records become samples; shared by convert, validate and inspect."""
 
     tokenizer: str | None = None
+    tokenizer_backend: str = "auto"  # a name in tokenizer_backends.BACKENDS; never changes the ids, so not in to_json
     shape: str = AUTO  # a name in SHAPES, or AUTO: detected per input
     split: str | None = None  # the split of a Hugging Face DatasetDict
     mapping: FieldMapping = field(default_factory=FieldMapping)
@@ -341,6 +344,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         ConvertError: an input is missing, of an unknown type or unreadable, no shape fits an input's
             records, there is no input, or the tokenizer cannot be loaded.
     """
+    tokenizer, template = load_tokenizer(options)  # before any record is read: a wrong tokenizer stops the run here
     try:
         paths = expand_inputs(inputs)
         for path in paths:
@@ -349,7 +353,7 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         raise ConvertError(str(error)) from error
     if not paths:
         raise ConvertError(f"no input files found in {', '.join(inputs)}")
-    warnings, names = [], {}
+    warnings, names = chat_template_notes(tokenizer, template), {}
     for path in paths:
         sample, empty = sample_records(path, options.split)
         if empty:
@@ -361,12 +365,20 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
             except ShapeNotFound as error:
                 raise ConvertError(f"{path}: {error}") from error
         names[str(path)] = name
+    return Source(paths, tokenizer, template, file_shapes(names, options), split=options.split, warnings=warnings)
+
+
+def load_tokenizer(options: SourceOptions) -> tuple[Tokenizer, Llama3Template]:
+    """The tokenizer the options name and the template set up on it.
+
+    Raises:
+        ConvertError: the tokenizer cannot be found or loaded, is not Llama 3's, or lacks a token the template needs.
+    """
     try:
-        tokenizer = Tokenizer(options.tokenizer)
+        tokenizer = Tokenizer(options.tokenizer, backend=options.tokenizer_backend)
+        return tokenizer, options.make_template(tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
-    return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
-                  split=options.split, warnings=warnings)
 
 
 def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileShapes:
@@ -436,7 +448,10 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
             except RecordError as error:
                 item = Rejected(item.location, error.reason, error.detail, item.data)
         rejected.append((index, item))
-    samples, errors = template.render_samples(chats)
+    try:
+        samples, errors = template.render_samples(chats)
+    except BackendMismatch as error:
+        raise ConvertError(str(error)) from error
     failed = [(index, Rejected(item.location, error.reason, error.detail, item.data))
               for (index, item), error in zip(shaped, errors) if error is not None]
     if failed:
@@ -473,11 +488,7 @@ class UnitJob:
         Raises:
             ConvertError: the tokenizer cannot be loaded.
         """
-        try:
-            tokenizer = Tokenizer(self.options.tokenizer)
-        except (OSError, ValueError) as error:
-            raise ConvertError(f"cannot load tokenizer: {error}") from error
-        return file_shapes(self.shapes, self.options), self.options.make_template(tokenizer)
+        return file_shapes(self.shapes, self.options), load_tokenizer(self.options)[1]
 
 
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
@@ -657,7 +668,7 @@ def finish_run(folder: Folder, source: Source, options: ConvertOptions, results:
         "inputs": [str(p) for p in source.paths],
         "shapes": summary.shapes,
         "options": options.to_json(),
-        "tokenizer": {"name": tokenizer.name, "sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size},
+        "tokenizer": tokenizer.to_json(),
         "counts": summary.to_json(),
         "lengths": None if limit is None else {
             "max_seq_len": limit, "overflow": Overflow(options.overflow).value, **summary.lengths.to_json()},
