@@ -36,6 +36,9 @@ PROBES = (
 )
 
 
+LOADED: dict[str, object] = {}  # ranks digest -> a fastokens tokenizer that passed its self-check in this process
+
+
 class BackendMismatch(RuntimeError):
     """The fast backend and tiktoken gave different ids for one text: the output could be wrong, so the run stops."""
 
@@ -138,7 +141,12 @@ class FastokensBackend:
 
     @property
     def fast(self):
-        """The fastokens tokenizer, built (from a cached tokenizer.json) and self-checked in this process on first use."""
+        """The fastokens tokenizer, built (from a cached tokenizer.json) and self-checked in this process on first use.
+
+        Kept for the process's life, shared by every Tokenizer of the same ranks: it takes about a second to load.
+        """
+        if self._fast is None and self._fingerprint in LOADED:
+            self._fast = LOADED[self._fingerprint]
         if self._fast is None:
             # sftconv runs one worker process per core: fastokens' own threads would only compete with them.
             os.environ.setdefault("RAYON_NUM_THREADS", "1")
@@ -152,6 +160,7 @@ class FastokensBackend:
                     else fastokens.Tokenizer.from_json_str(tokenizer_json(self._ranks)))
             self._fast = fast
             self.check(list(PROBES), "its start-up self-check")
+            LOADED[self._fingerprint] = fast
         return self._fast
 
     def check(self, texts: list[str], where: str) -> None:

@@ -40,7 +40,7 @@ NAMED_SPECIAL_TOKENS = (
     "<|image|>",
 )
 NUM_SPECIAL_TOKENS = 256
-LLAMA3_RANKS = 128_000
+LLAMA3_MERGES = 280_147  # the ways to split a Llama 3 token into two Llama 3 tokens (tokenizer_backends.derive_merges)
 DEFAULT_TOKENIZER_NAME = "llama-models:llama3/tokenizer.model"
 TOKENIZER_JSON, TIKTOKEN_FILES = "tokenizer.json", ("tokenizer.model", "original/tokenizer.model")
 
@@ -257,15 +257,13 @@ def llama3_ranks(document: dict) -> dict[bytes, int]:
         ranks = {bytes(decoder[c] for c in token): rank for token, rank in model["vocab"].items()}
     except KeyError as error:
         raise ValueError(differs + f"its vocabulary is not byte-level (character {error} stands for no byte)") from None
-    from .tokenizer_backends import derive_merges  # noqa: PLC0415 (shared with the fast backend, which builds a tokenizer.json)
-
     meta = load_ranks(default_tokenizer_path().read_bytes())
     if ranks != meta:
         raise ValueError(differs + ranks_difference(ranks, meta))
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model.get("merges") or ()]
-    expected = derive_merges(meta)
-    if set(merges) != set(expected) or not in_rank_order(merges, model["vocab"]):
-        raise ValueError(differs + "its merges are not the ones that build Llama 3's ranks in rank order")
+    if not builds_in_rank_order(merges, model["vocab"]):
+        raise ValueError(differs + "its merges are not the ones that build Llama 3's ranks in rank order "
+                         f"(every split of a token into two, {LLAMA3_MERGES:,} of them, in the order of what they build)")
     return ranks
 
 
@@ -289,7 +287,10 @@ def ranks_difference(ranks: dict[bytes, int], meta: dict[bytes, int]) -> str:
     return f"it has {len(ranks):,} BPE ranks, Llama 3 has {len(meta):,}"
 
 
-def in_rank_order(merges: list[tuple[str, str]], vocab: dict[str, int]) -> bool:
-    """Whether each merge builds a token of no lower rank than the one before (what tiktoken's BPE does)."""
-    built = [vocab.get(left + right, -1) for left, right in merges]
-    return all(a <= b for a, b in zip(built, built[1:]))
+def builds_in_rank_order(merges: list[tuple[str, str]], vocab: dict[str, int]) -> bool:
+    """Whether the merges are every split of a Llama 3 token into two tokens, once each, ordered by the rank of
+    what they build: the merges under which Hugging Face's BPE gives tiktoken's ids."""
+    if len(merges) != LLAMA3_MERGES or len(set(merges)) != LLAMA3_MERGES:
+        return False
+    built = [vocab.get(left + right, -1) if left in vocab and right in vocab else -1 for left, right in merges]
+    return built[0] >= 0 and all(0 <= a <= b for a, b in zip(built, built[1:]))

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sftconv.template.llama3 import MARKERS, SEPARATOR
+from sftconv import tokenizer_backends
 from sftconv.tokenizer import PAT_STR, Tokenizer
 from sftconv.tokenizer_backends import BackendMismatch, FastokensBackend, fastokens_version
 
@@ -116,9 +117,10 @@ def test_a_mismatch_during_a_run_stops_it(backends):
             backend.encode_marked(text, MARKERS)
 
 
-def test_a_wrong_backend_fails_its_self_check(backends):
+def test_a_wrong_backend_fails_its_self_check(backends, monkeypatch):
     fast, _ = backends
     backend = wrong_reference(fast, (b"Hello", b" banana"))
     backend._fast = None
+    monkeypatch.setattr(tokenizer_backends, "LOADED", {})  # loaded afresh in this process, so checked afresh
     with pytest.raises(BackendMismatch, match="its start-up self-check"):
         backend.encode("anything")

@@ -14,6 +14,8 @@ from click.testing import CliRunner
 
 from sftconv.cli import main
 from sftconv.tokenizer import Tokenizer
+from sftconv.tokenizer_backends import derive_merges
+from sftconv.tokenizer_sources import LLAMA3_MERGES
 
 from .conftest import write_jsonl
 from .references import meta_llama3_ids
@@ -181,3 +183,10 @@ def test_the_ranks_of_a_tokenizer_json_are_cached(tmp_path, monkeypatch, files):
     cached = tmp_path / "cache" / "ranks" / f"{first.sha256}.tiktoken"
     assert cached.is_file()
     assert Tokenizer(files["json"]).encode("cached ranks") == first.encode("cached ranks")
+
+
+def test_merges_are_derived_as_hugging_face_derives_them(tokenizer, document):
+    """The fast backend's tokenizer.json is built from the ranks with the merges Hugging Face's converter makes."""
+    merges = derive_merges(tokenizer.source.ranks)
+    assert len(merges) == LLAMA3_MERGES
+    assert [list(m) for m in merges] == [m.split(" ", 1) if isinstance(m, str) else m for m in document["model"]["merges"]]
