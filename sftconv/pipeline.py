@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import astuple, dataclass, field
+from dataclasses import astuple, dataclass, field, replace
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
@@ -26,7 +26,7 @@ from .shapes.turns import checked_texts
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
 from .template.chat_template import chat_template_notes
 from .tokenizer import Tokenizer
-from .tokenizer_backends import BackendMismatch
+from .tokenizer_backends import BackendMismatch, auto_backend
 from .units import UNIT_BYTES, WORK_DIR, Unit, WorkDir, plan_units
 from .writers import (MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, join_rejects,
                       write_manifest)
@@ -344,7 +344,6 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         ConvertError: an input is missing, of an unknown type or unreadable, no shape fits an input's
             records, there is no input, or the tokenizer cannot be loaded.
     """
-    tokenizer, template = load_tokenizer(options)  # before any record is read: a wrong tokenizer stops the run here
     try:
         paths = expand_inputs(inputs)
         for path in paths:
@@ -353,6 +352,9 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
         raise ConvertError(str(error)) from error
     if not paths:
         raise ConvertError(f"no input files found in {', '.join(inputs)}")
+    # Before any record is read: a wrong tokenizer stops the run here.
+    sizes = [p.stat().st_size if isinstance(p, Path) else None for p in paths]
+    tokenizer, template = load_tokenizer(options, None if None in sizes else sum(sizes))
     warnings, names = chat_template_notes(tokenizer, template), {}
     for path in paths:
         sample, empty = sample_records(path, options.split)
@@ -368,14 +370,15 @@ def open_source(inputs: list[str], options: SourceOptions) -> Source:
     return Source(paths, tokenizer, template, file_shapes(names, options), split=options.split, warnings=warnings)
 
 
-def load_tokenizer(options: SourceOptions) -> tuple[Tokenizer, Llama3Template]:
-    """The tokenizer the options name and the template set up on it.
+def load_tokenizer(options: SourceOptions, input_bytes: int | None = None) -> tuple[Tokenizer, Llama3Template]:
+    """The tokenizer the options name and the template set up on it; `input_bytes` (None: unknown) decides
+    what backend `auto` is.
 
     Raises:
         ConvertError: the tokenizer cannot be found or loaded, is not Llama 3's, or lacks a token the template needs.
     """
     try:
-        tokenizer = Tokenizer(options.tokenizer, backend=options.tokenizer_backend)
+        tokenizer = Tokenizer(options.tokenizer, backend=auto_backend(options.tokenizer_backend, input_bytes))
         return tokenizer, options.make_template(tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
@@ -530,7 +533,9 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         except (OSError, ReaderError) as error:
             raise ConvertError(str(error)) from error
         done = prepare_output(folder, overwrite=overwrite, resume=resume, identity=identity, units=units)
-        job = UnitJob(options, source.shape.names, folder.location)
+        # Units run with the backend this process chose for the whole input, not one chosen per unit.
+        job = UnitJob(replace(options, tokenizer_backend=source.tokenizer.backend.name), source.shape.names,
+                      folder.location)
         results = dict(done)
         todo = [unit for unit in units if unit.index not in results]
         local = Workers(workers, (source.shape, source.template)) if engine is None else nullcontext()

@@ -24,6 +24,8 @@ import tiktoken
 from .tokenizer_sources import PAT_STR, byte_encoder, cache_dir, write_cached
 
 BACKENDS = ("auto", "fastokens", "tiktoken")  # --tokenizer-backend; auto: fastokens where it is installed
+# Below this much input, fastokens' load (about a second per process) costs more than it saves: auto is tiktoken.
+AUTO_FASTOKENS_BYTES = 32 << 20
 
 # Texts on which a new backend must give tiktoken's ids before it is used: scripts, digits, whitespace
 # runs, emoji sequences, combining marks, typed special-token text and long runs of one character.
@@ -213,6 +215,14 @@ class FastokensBackend:
         special = self.reference.encoding._special_tokens
         marker_ids = np.array([special[name] for name in found], dtype=np.uint32)
         return np.insert(ids, offsets[1:-1], marker_ids)
+
+
+def auto_backend(choice: str, input_bytes: int | None) -> str:
+    """What `auto` means for an input of this size (None: unknown, as for URLs): fastokens where it is installed
+    and the input repays its load (about a second per process), else tiktoken; any other choice as it is."""
+    if choice != "auto" or fastokens_version() is None:
+        return choice
+    return "fastokens" if input_bytes is None or input_bytes >= AUTO_FASTOKENS_BYTES else "tiktoken"
 
 
 def make_backend(choice: str, encoding: tiktoken.Encoding, ranks: dict[bytes, int], fingerprint: str):

@@ -124,3 +124,32 @@ def test_a_wrong_backend_fails_its_self_check(backends, monkeypatch):
     monkeypatch.setattr(tokenizer_backends, "LOADED", {})  # loaded afresh in this process, so checked afresh
     with pytest.raises(BackendMismatch, match="its start-up self-check"):
         backend.encode("anything")
+
+
+def test_shards_are_byte_identical_whichever_backend(tmp_path, shared_data):
+    from click.testing import CliRunner
+
+    from sftconv.cli import main
+
+    inputs = [shared_data / "xtuner" / "mllm_sft_text_example_data.jsonl", shared_data / "GPTeacher" / "codegen-instruct.json",
+              shared_data / "LLaMA-Factory" / "glaive_toolcall_en_demo.json"]
+    manifests = {}
+    for backend in ("tiktoken", "fastokens", "auto"):
+        out = tmp_path / backend
+        result = CliRunner().invoke(main, ["convert", *map(str, inputs), "-o", str(out), "-q", "--workers", "2",
+                                           "--template", "llama3.1", "--tokenizer-backend", backend])
+        assert result.exit_code == 0, result.output
+        manifests[backend] = json.loads((out / "manifest.json").read_text())
+    assert manifests["tiktoken"]["shards"] == manifests["fastokens"]["shards"]  # every file's sha256
+    assert manifests["fastokens"]["tokenizer"]["backend"] == f"fastokens {fastokens_version()}"
+    assert manifests["tiktoken"]["tokenizer"]["backend"].startswith("tiktoken ")
+    # auto: a few MB of input do not repay fastokens' load, so tiktoken runs.
+    assert manifests["auto"]["tokenizer"]["backend"] == manifests["tiktoken"]["tokenizer"]["backend"]
+
+
+def test_auto_is_fastokens_for_large_or_unknown_inputs():
+    from sftconv.tokenizer_backends import AUTO_FASTOKENS_BYTES, auto_backend
+
+    assert auto_backend("auto", AUTO_FASTOKENS_BYTES) == auto_backend("auto", None) == "fastokens"
+    assert auto_backend("auto", AUTO_FASTOKENS_BYTES - 1) == "tiktoken"
+    assert auto_backend("tiktoken", None) == "tiktoken" and auto_backend("fastokens", 0) == "fastokens"
