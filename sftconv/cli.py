@@ -14,12 +14,12 @@ from .shapes import AUTO, SHAPES, FieldMapping, MappingError
 from .shapes.turns import ALIAS_TARGETS
 from .template import TEMPLATES, Llama3Template, Llama31Template, MaskPolicy, ToolPlacement
 from .units import UNIT_BYTES
-from .tokenizer_backends import BACKENDS
-from .tokenizer_sources import locate
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # The keys of sftconv.writers.WRITERS (a test keeps them equal), named here so --help need not import pyarrow.
 FORMATS = ("parquet", "hf", "megatron", "jsonl")
+# sftconv.tokenizer_backends.BACKENDS (a test keeps them equal), named here so --help need not import tiktoken.
+BACKENDS = ("auto", "fastokens", "tiktoken")
 
 
 class Commands(click.Group):
@@ -120,7 +120,7 @@ def source_options(command):
         click.option("--tokenizer-backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      help="What encodes text: fastokens (exact, several times faster; checked against tiktoken "
                           "at start-up and on samples during the run) or tiktoken, the reference. auto: "
-                          "fastokens where it is installed. The ids are the same either way."),
+                          "fastokens where it is installed and the input is 32 MB or more. The ids are the same."),
         click.option("--train-on", type=click.Choice([p.value for p in MaskPolicy]),
                      default=MaskPolicy.ASSISTANT.value, show_default=True,
                      help="Tokens that count toward the loss: every assistant answer, the last one only, or "
@@ -150,6 +150,8 @@ def source_options(command):
 
 def check_tokenizer(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """--tokenizer names something that is there: a file, a folder, or a model in the local Hugging Face cache."""
+    from .tokenizer_sources import locate
+
     if value is not None:
         try:
             locate(value)

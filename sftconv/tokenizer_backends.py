@@ -139,7 +139,7 @@ class FastokensBackend:
         self._ranks, self._fingerprint = ranks, fingerprint
         self._fast = None
         self._calls = 0
-        self._splitters: dict[frozenset, re.Pattern] = {}
+        self._splitters: dict[frozenset, tuple[re.Pattern, dict[str, int]]] = {}
 
     @property
     def fast(self):
@@ -204,15 +204,16 @@ class FastokensBackend:
 
     def encode_marked(self, text: str, markers: Set[str]) -> np.ndarray:
         """As tiktoken does it: the text is cut at each marker, the pieces encoded, the markers' ids put between."""
-        splitter = self._splitters.get(markers)
-        if splitter is None:
-            names = sorted(markers, key=len, reverse=True)
-            splitter = self._splitters[frozenset(markers)] = re.compile("(" + "|".join(map(re.escape, names)) + ")")
+        markers = frozenset(markers)
+        if markers not in self._splitters:
+            names = sorted(markers, key=len, reverse=True)  # a name that starts another is tried first, as tiktoken does
+            self._splitters[markers] = (re.compile("(" + "|".join(map(re.escape, names)) + ")"),
+                                        {name: self.reference.encoding.encode_single_token(name) for name in names})
+        splitter, special = self._splitters[markers]
         parts = splitter.split(text)
         pieces, found = parts[0::2], parts[1::2]
         ids, offsets = self._flat(pieces)
         self._spot_check(pieces)
-        special = self.reference.encoding._special_tokens
         marker_ids = np.array([special[name] for name in found], dtype=np.uint32)
         return np.insert(ids, offsets[1:-1], marker_ids)
 

@@ -222,14 +222,15 @@ def read_tokenizer_json(data: bytes, sha256: str) -> tuple[dict[bytes, int], dic
     if not isinstance(document, dict) or not isinstance(document.get("model"), dict):
         raise ValueError("not a tokenizer.json: it has no `model`")
     special = added_tokens(document)
+    vocabulary = len(document["model"].get("vocab") or ())
+    if min(special.values(), default=vocabulary) < vocabulary:
+        token = min(special, key=special.get)
+        raise ValueError(f"not Llama 3's tokenizer: the added token {token!r} has id {special[token]}, "
+                         f"inside the BPE ranks (0..{vocabulary - 1})")
     cached = cache_dir() / "ranks" / f"{sha256}.tiktoken"
     if cached.is_file():
         return load_ranks(cached.read_bytes()), special
     ranks = llama3_ranks(document)
-    if min(special.values(), default=len(ranks)) < len(ranks):
-        token = min(special, key=special.get)
-        raise ValueError(f"not Llama 3's tokenizer: the added token {token!r} has id {special[token]}, "
-                         f"inside the BPE ranks (0..{len(ranks) - 1})")
     write_cached(cached, dump_ranks(ranks))
     return ranks, special
 

@@ -64,3 +64,10 @@ def test_not_a_tokenizer_file(tmp_path):
     path.write_text("YQ== 0\nYg== 0\n")
     with pytest.raises(ValueError, match="ranks repeat"):
         Tokenizer(path)
+
+
+def test_the_command_line_offers_every_backend():
+    from sftconv.cli import BACKENDS as OFFERED
+    from sftconv.tokenizer_backends import BACKENDS
+
+    assert OFFERED == BACKENDS
