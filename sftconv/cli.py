@@ -120,7 +120,7 @@ def source_options(command):
         click.option("--tokenizer-backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      help="What encodes text: fastokens (exact, several times faster; checked against tiktoken "
                           "at start-up and on samples during the run) or tiktoken, the reference. auto: "
-                          "fastokens where it is installed and the input is 32 MB or more. The ids are the same."),
+                          "fastokens where it is installed and the input is 64 MB or more. The ids are the same."),
         click.option("--train-on", type=click.Choice([p.value for p in MaskPolicy]),
                      default=MaskPolicy.ASSISTANT.value, show_default=True,
                      help="Tokens that count toward the loss: every assistant answer, the last one only, or "

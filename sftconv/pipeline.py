@@ -538,6 +538,8 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
                       folder.location)
         results = dict(done)
         todo = [unit for unit in units if unit.index not in results]
+        if engine is None:
+            source.tokenizer.preload()  # workers forked from here share the loaded backend instead of each loading it
         local = Workers(workers, (source.shape, source.template)) if engine is None else nullcontext()
         with local as pool, Progress(progress) as bar:
             bar.update(sum(s.read for s in done.values()), sum(s.tokens for s in done.values()))

@@ -74,6 +74,14 @@ class Tokenizer:
         """Pickled as its name and backend, loaded again where it is unpickled (a worker process started by spawn)."""
         return _load, (self._given, self._backend_choice)
 
+    def preload(self) -> None:
+        """Load the backend now where it loads lazily (fastokens: about a second), so processes forked after this
+        share it; where workers are spawned, not forked, they load it themselves and this is skipped."""
+        import multiprocessing
+
+        if "fork" in multiprocessing.get_all_start_methods():
+            self.backend.preload()
+
     @property
     def backend_name(self) -> str:
         """The backend and its version, as the manifest records it (e.g. `fastokens 0.3.5`)."""

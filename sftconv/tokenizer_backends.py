@@ -25,7 +25,7 @@ from .tokenizer_sources import PAT_STR, byte_encoder, cache_dir, write_cached
 
 BACKENDS = ("auto", "fastokens", "tiktoken")  # --tokenizer-backend; auto: fastokens where it is installed
 # Below this much input, fastokens' load (about a second per process) costs more than it saves: auto is tiktoken.
-AUTO_FASTOKENS_BYTES = 32 << 20
+AUTO_FASTOKENS_BYTES = 64 << 20
 
 # Texts on which a new backend must give tiktoken's ids before it is used: scripts, digits, whitespace
 # runs, emoji sequences, combining marks, typed special-token text and long runs of one character.
@@ -108,6 +108,9 @@ class TiktokenBackend:
         self.encoding = encoding
         self.version = tiktoken.__version__ if hasattr(tiktoken, "__version__") else version("tiktoken")
 
+    def preload(self) -> None:
+        """Nothing to do: tiktoken is ready once built."""
+
     def encode(self, text: str) -> list[int]:
         return self.encoding.encode_ordinary(text)
 
@@ -164,6 +167,10 @@ class FastokensBackend:
             self.check(list(PROBES), "its start-up self-check")
             LOADED[self._fingerprint] = fast
         return self._fast
+
+    def preload(self) -> None:
+        """Load and self-check fastokens now rather than at the first text."""
+        self.fast
 
     def check(self, texts: list[str], where: str) -> None:
         """Raise BackendMismatch unless fastokens gives tiktoken's ids for every text."""
