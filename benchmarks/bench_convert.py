@@ -217,7 +217,7 @@ def main() -> None:
                         runs.setdefault(label, []).append(Row(label, measured.seconds, text_mb, tokens,
                                                               measured.cpu_seconds, measured.peak_rss_mb,
                                                               measured.peak_pss_mb))
-            label = f"sftconv convert, jsonl input, --workers {workers[-1]}, progress bar on"
+            label = f"sftconv convert, jsonl input, --workers {workers[-1]}, auto, progress bar on"
             measured, tokens = convert(corpus, ["--workers", str(workers[-1]), *extra], quiet=False)
             runs.setdefault(label, []).append(Row(label, measured.seconds, text_mb, tokens, measured.cpu_seconds,
                                                   measured.peak_rss_mb, measured.peak_pss_mb))
