@@ -106,7 +106,7 @@ class TiktokenBackend:
 
     def __init__(self, encoding: tiktoken.Encoding):
         self.encoding = encoding
-        self.version = tiktoken.__version__ if hasattr(tiktoken, "__version__") else version("tiktoken")
+        self.version = version("tiktoken")
 
     def preload(self) -> None:
         """Nothing to do: tiktoken is ready once built."""
@@ -128,7 +128,8 @@ class TiktokenBackend:
 
 
 class FastokensBackend:
-    """fastokens, loaded on first use in each process (about a second), self-checked, then spot-checked per batch.
+    """fastokens, loaded on first use or `preload` (about a second, once per process), self-checked, then
+    spot-checked on one text of every batch.
 
     Raises (on first use):
         BackendMismatch: the self-check found a probe on which it differs from tiktoken.
@@ -159,13 +160,18 @@ class FastokensBackend:
             import fastokens
 
             path = cache_dir() / "fastokens" / f"{self._fingerprint}.json"
-            if not path.is_file():
-                write_cached(path, tokenizer_json(self._ranks).encode("utf-8"))
-            fast = (fastokens.Tokenizer.from_file(str(path)) if path.is_file()
-                    else fastokens.Tokenizer.from_json_str(tokenizer_json(self._ranks)))
-            self._fast = fast
-            self.check(list(PROBES), "its start-up self-check")
-            LOADED[self._fingerprint] = fast
+            if path.is_file():
+                self._fast = fastokens.Tokenizer.from_file(str(path))
+            else:
+                document = tokenizer_json(self._ranks)
+                write_cached(path, document.encode("utf-8"))
+                self._fast = fastokens.Tokenizer.from_json_str(document)
+            try:
+                self.check(list(PROBES), "its start-up self-check")
+            except BackendMismatch:
+                self._fast = None  # never used unchecked
+                raise
+            LOADED[self._fingerprint] = self._fast
         return self._fast
 
     def preload(self) -> None:
