@@ -33,7 +33,8 @@ LOAD = "import time, sys; s = time.perf_counter(); from sftconv.tokenizer import
 
 def load(given: str, backend: str, env: dict) -> tuple[float, float]:
     """Seconds to import and load the tokenizer, then to encode a first text, in a new process."""
-    out = subprocess.run([sys.executable, "-c", LOAD, given, backend], env=env, check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", LOAD, given, backend], env=env, check=True, capture_output=True,
+                         text=True)
     loaded, first = out.stdout.split()
     return float(loaded), float(first)
 

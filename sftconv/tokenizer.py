@@ -38,7 +38,8 @@ CONTROL_NAMES = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>"
 
 
 class Tokenizer:
-    """A Llama 3 tokenizer: the BPE ranks of its file, and the special tokens its file names (Meta's 256 for a tiktoken file).
+    """A Llama 3 tokenizer: the BPE ranks of its file, and the special tokens the file names (Meta's 256 for a
+    tiktoken file).
 
     Args:
         path: a tiktoken file, a tokenizer.json, a model folder, or a model name in the local Hugging Face
@@ -91,7 +92,7 @@ class Tokenizer:
         """The manifest's record of this tokenizer: the file, what decides the ids, the backend, the control ids."""
         return {"name": self.name, "sha256": self.sha256, "vocab_size": self.vocab_size,
                 "fingerprint": self.fingerprint, "source": self.source.kind, "backend": self.backend_name,
-                "control_ids": {name: self.special_tokens[name] for name in CONTROL_NAMES if name in self.special_tokens}}
+                "control_ids": {name: i for name, i in self.special_tokens.items() if name in CONTROL_NAMES}}
 
     def require(self, names: list[str], purpose: str) -> None:
         """Raise ValueError naming the first of `names` that is not one of this tokenizer's special tokens."""

@@ -94,7 +94,8 @@ def load_ranks(data: bytes) -> dict[bytes, int]:
 
 def dump_ranks(ranks: dict[bytes, int]) -> bytes:
     """Ranks in tiktoken's file format, in rank order."""
-    return b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in sorted(ranks.items(), key=lambda x: x[1]))
+    ordered = sorted(ranks.items(), key=lambda item: item[1])
+    return b"".join(base64.b64encode(token) + b" %d\n" % rank for token, rank in ordered)
 
 
 @dataclass(frozen=True)
@@ -263,8 +264,8 @@ def llama3_ranks(document: dict) -> dict[bytes, int]:
         raise ValueError(differs + ranks_difference(ranks, meta))
     merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in model.get("merges") or ()]
     if not builds_in_rank_order(merges, model["vocab"]):
-        raise ValueError(differs + "its merges are not the ones that build Llama 3's ranks in rank order "
-                         f"(every split of a token into two, {LLAMA3_MERGES:,} of them, in the order of what they build)")
+        raise ValueError(differs + "its merges are not the ones that build Llama 3's ranks in rank order (every "
+                         f"split of a token into two, {LLAMA3_MERGES:,} of them, in the order of what they build)")
     return ranks
 
 

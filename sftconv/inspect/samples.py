@@ -378,8 +378,9 @@ def stored_tokenizer(manifest: dict | None, given: str | None, where: Path) -> t
                        "is a different tokenizer")
     tokenizer = load_for_inspect(None if name == DEFAULT_TOKENIZER_NAME else name, where)
     if not same_tokenizer(recorded, tokenizer):
-        raise InspectError(f"{where} was written with the tokenizer {name} (fingerprint {recorded_id(recorded)[:12]}...), "
-                           f"but {tokenizer.name} is now a different tokenizer; pass --tokenizer with the one convert used")
+        raise InspectError(f"{where} was written with the tokenizer {name} (fingerprint "
+                           f"{recorded_id(recorded)[:12]}...), but {tokenizer.name} is now a different tokenizer; "
+                           "pass --tokenizer with the one convert used")
     return tokenizer, None
 
 
