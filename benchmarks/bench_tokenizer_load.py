@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
-from tests.tokenizer_files import llama3_json, model_folder  # noqa: E402
+from tests.tokenizer_files import model_folder  # noqa: E402
 
 LOAD = "import time, sys; s = time.perf_counter(); from sftconv.tokenizer import Tokenizer; " \
        "t = Tokenizer(None if sys.argv[1] == '-' else sys.argv[1], backend=sys.argv[2]); l = time.perf_counter(); " \
