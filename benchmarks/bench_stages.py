@@ -1,5 +1,6 @@
 """Where the CPU time of a convert goes: each stage of the worker's `encode_chunk` and the main process's
 Parquet writing, timed one after another in one process, beside the raw tokenizer limit's own work.
+The tokenizer calls are timed with each backend (tiktoken, the reference, and fastokens).
 
 Every stage runs `--repeat` times, interleaved with the others, and its least CPU time counts
 (`time.process_time`), so a busy machine disturbs the figures less than it does wall times. Run from
@@ -26,6 +27,7 @@ from corpus import write_corpus  # noqa: E402
 from sftconv.pipeline import SourceOptions, open_source  # noqa: E402
 from sftconv.readers.jsonl import JsonlReader  # noqa: E402
 from sftconv.template.llama3 import MARKERS, SEPARATOR  # noqa: E402
+from sftconv.tokenizer import Tokenizer  # noqa: E402
 from sftconv.validate.text import first_marker  # noqa: E402
 from sftconv.writers import WRITERS  # noqa: E402
 from sftconv.writers.shards import Columns  # noqa: E402
@@ -43,7 +45,9 @@ def main() -> None:
         corpus = args.input or Path(tmp) / "corpus.jsonl"
         if not args.input:
             write_corpus(corpus, args.mb)
-        source = open_source([str(corpus)], SourceOptions())
+        source = open_source([str(corpus)], SourceOptions(tokenizer_backend="tiktoken"))
+        fast = Tokenizer(backend="fastokens")
+        fast.encode("loaded and self-checked before any timing")
         shape, template = source.shape, source.template
         encoding = source.tokenizer._encoding
         chunks = list(JsonlReader().file_chunks(corpus))
@@ -51,6 +55,7 @@ def main() -> None:
         conversations = [[shape(record) for record in chunk] for chunk in records]
         contents = [m.content.strip() for chunk in conversations for c in chunk for m in c.messages]
         joined = join_texts(contents)
+        chunk_contents = [[m.content.strip() for c in chunk for m in c.messages] for chunk in conversations]
         marked = []  # the texts render_samples hands the tokenizer, caught on their way
         encode_marked = source.tokenizer.encode_marked
 
@@ -82,8 +87,12 @@ def main() -> None:
         stages = {
             "the raw tokenizer limit's own work (contents joined, encode_to_numpy)":
                 lambda: [encoding.encode_to_numpy(t, allowed_special={SEPARATOR}, disallowed_special=()) for t in joined],
-            "sftconv's tokenizer calls (the marked text of the same samples)":
+            "sftconv's tokenizer calls, tiktoken backend (the marked text of the same samples)":
                 lambda: [encode_marked(text, MARKERS) for text in marked],
+            "sftconv's tokenizer calls, fastokens backend (the same texts; spot check included)":
+                lambda: [fast.encode_marked(text, MARKERS) for text in marked],
+            "fastokens alone on the contents (encode_batch_flat, one call per chunk of samples)":
+                lambda: [fast.backend.fast.encode_batch_flat(texts) for texts in chunk_contents],
             "JSON Lines parsing (msgspec) and the Record/Location objects":
                 lambda: [list(chunk.records()) for chunk in chunks],
             "special-text check (`first_marker` on every record)":
@@ -113,8 +122,14 @@ def main() -> None:
     print("|---|---|---|")
     for name, seconds in best.items():
         print(f"| {name} | {seconds:.3f} | {seconds / limit:.2f} |")
-    total = sum(seconds for name, seconds in list(best.items())[2:]) + best[list(best)[1]]
-    print(f"| **sftconv in all (its tokenizer calls and every other stage)** | **{total:.3f}** | **{total / limit:.2f}** |")
+    names = list(best)
+    rest = sum(best[name] for name in names[4:])
+    for backend, name in (("tiktoken", names[1]), ("fastokens", names[2])):
+        total = rest + best[name]
+        print(f"| **sftconv in all, {backend} backend (its tokenizer calls and every other stage)** | **{total:.3f}** "
+              f"| **{total / limit:.2f}** |")
+    print(f"\ntokenizer calls: fastokens takes {best[names[2]] / best[names[1]]:.2f} of tiktoken's CPU time; "
+          f"the stages other than tokenizing take {rest:.3f} s")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from .units import UNIT_BYTES
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # The keys of sftconv.writers.WRITERS (a test keeps them equal), named here so --help need not import pyarrow.
 FORMATS = ("parquet", "hf", "megatron", "jsonl")
+# sftconv.tokenizer_backends.BACKENDS (a test keeps them equal), named here so --help need not import tiktoken.
+BACKENDS = ("auto", "fastokens", "tiktoken")
 
 
 class Commands(click.Group):
@@ -131,8 +133,14 @@ def source_options(command):
         click.option("--drop-empty-turns", is_flag=True,
                      help="Drop user/assistant turns that are empty after trimming, instead of rejecting "
                           "the record (empty_content)."),
-        click.option("--tokenizer", type=click.Path(exists=True, dir_okay=False),
-                     help="A tiktoken-format Llama 3 BPE file. [default: Meta's Llama 3 file from llama-models]"),
+        click.option("--tokenizer", metavar="FILE|FOLDER|MODEL", callback=check_tokenizer,
+                     help="Llama 3's tokenizer as you have it: a tiktoken file, a tokenizer.json, a model folder, "
+                          "or a model name (org/model) in the local Hugging Face cache; never downloaded. "
+                          "[default: Meta's Llama 3 file from llama-models]"),
+        click.option("--tokenizer-backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                     help="What encodes text: fastokens (exact, several times faster; checked against tiktoken "
+                          "at start-up and on samples during the run) or tiktoken, the reference. auto: "
+                          "fastokens where it is installed and the input is 64 MB or more. The ids are the same."),
         click.option("--train-on", type=click.Choice([p.value for p in MaskPolicy]),
                      default=MaskPolicy.ASSISTANT.value, show_default=True,
                      help="Tokens that count toward the loss: every assistant answer, the last one only, or "
@@ -168,6 +176,18 @@ def source_options(command):
     return command
 
 
+def check_tokenizer(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--tokenizer names something that is there: a file, a folder, or a model in the local Hugging Face cache."""
+    from .tokenizer_sources import locate
+
+    if value is not None:
+        try:
+            locate(value)
+        except FileNotFoundError as error:
+            raise click.BadParameter(str(error), ctx=ctx, param=param) from error
+    return value
+
+
 def source_fields(params: dict) -> dict:
     """The SourceOptions fields from a command's parsed parameters.
 
@@ -190,6 +210,7 @@ def source_fields(params: dict) -> dict:
     mapping = mapping.merged(**{key: params[f"{key}_field"] for key in MAPPING_FLAGS}, roles=params["role_aliases"])
     return {
         "tokenizer": params["tokenizer"],
+        "tokenizer_backend": params["tokenizer_backend"],
         "shape": params["shape"],
         "task": params["task"],
         "split": params["split"],
@@ -521,6 +542,8 @@ def inspect(ctx, inputs, indices, sample_size, seed, head, plain, token_table, h
         samples = open_samples(list(inputs), SourceOptions(**source_fields(source)))
         if isinstance(samples, StoredSamples):
             note_unused_source_options(ctx)
+            if samples.note:
+                click.echo(f"note: {samples.note}", err=True)
         if stats:
             result = collect(samples)
             click.echo(render_stats(result, samples.name))

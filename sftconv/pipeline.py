@@ -33,8 +33,10 @@ from .shapes.transcript import without_llama2_marks
 from .shapes.turns import checked_texts
 from .tasks import ALL_SHAPES, PREFERENCE, SFT, TASK_CHOICES, PreferenceTask, SftTask, detect, make_task, task_of
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
+from .template.chat_template import chat_template_notes
 from .template.reasoning import ReasoningCounts, ReasoningPolicy
 from .tokenizer import Tokenizer
+from .tokenizer_backends import BackendMismatch, auto_backend
 from .units import UNIT_BYTES, WORK_DIR, Unit, WorkDir, plan_units
 from .writers import (MANIFEST_FILE, REJECTS_FILE, WRITERS, RejectsWriter, ShardInfo, ShardWriter, join_rejects,
                       write_manifest)
@@ -66,6 +68,7 @@ class SourceOptions:
     """What decides how raw records become samples; shared by convert, validate and inspect."""
 
     tokenizer: str | None = None
+    tokenizer_backend: str = "auto"  # a name in tokenizer_backends.BACKENDS; never changes the ids, so not in to_json
     shape: str = AUTO  # a name in SHAPES or PREFERENCE_SHAPES, or AUTO: detected per input
     task: str = AUTO  # one of TASK_CHOICES: AUTO picks preference where most records are pairs (see `tasks.detect`)
     split: str | None = None  # the split of a Hugging Face DatasetDict
@@ -446,7 +449,10 @@ def open_source(inputs: list[str], options: SourceOptions, *, unreadable: dict[s
         raise InputError(str(error)) from error
     if not paths:
         raise InputError(f"no input files found in {', '.join(inputs)}")
-    warnings, names, samples = [], {}, {}
+    # Before any record is read: a wrong tokenizer stops the run here.
+    sizes = [p.stat().st_size if isinstance(p, Path) else None for p in paths]
+    tokenizer, template = load_tokenizer(options, None if None in sizes else sum(sizes))
+    warnings, names, samples = chat_template_notes(tokenizer, template), {}, {}
     for path in paths:
         try:
             samples[path], empty = sample_records(path, options.split, options.records_field)
@@ -482,13 +488,23 @@ def open_source(inputs: list[str], options: SourceOptions, *, unreadable: dict[s
                         f"{chosen.flags}, the one layout every sampled record fits (pass them to make it explicit)")
     if task_of(names) is None or (options.task != AUTO and task_of(names) != options.task):
         raise InputError(mixed_tasks(names, options.task))
+    paths = [path for path in paths if str(path) in names]  # the readable ones
+    return Source(paths, tokenizer, template, file_shapes(names, options), split=options.split,
+                  records_field=options.records_field, warnings=warnings, layout=chosen)
+
+
+def load_tokenizer(options: SourceOptions, input_bytes: int | None = None) -> tuple[Tokenizer, Llama3Template]:
+    """The tokenizer the options name and the template set up on it; `input_bytes` (None: unknown) decides
+    what backend `auto` is.
+
+    Raises:
+        ConvertError: the tokenizer cannot be found or loaded, is not Llama 3's, or lacks a token the template needs.
+    """
     try:
-        tokenizer = Tokenizer(options.tokenizer)
+        tokenizer = Tokenizer(options.tokenizer, backend=auto_backend(options.tokenizer_backend, input_bytes))
+        return tokenizer, options.make_template(tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error
-    paths = [path for path in paths if str(path) in names]  # the readable ones
-    return Source(paths, tokenizer, options.make_template(tokenizer), file_shapes(names, options),
-                  split=options.split, records_field=options.records_field, warnings=warnings, layout=chosen)
 
 
 def file_shapes(names: dict[str, str | None], options: SourceOptions) -> FileShapes:
@@ -580,7 +596,10 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
                 item = Rejected(item.location, error.reason, error.detail, item.data)
         rejected.append((index, item))
     total, template.reasoning_counts = template.reasoning_counts, ReasoningCounts()  # this chunk's apart
-    samples, errors = shape.task.render(template, chats)
+    try:
+        samples, errors = shape.task.render(template, chats)
+    except BackendMismatch as error:
+        raise ConvertError(str(error)) from error
     counts, template.reasoning_counts = template.reasoning_counts, total
     total.add(counts)
     failed = [(index, Rejected(item.location, error.reason, error.detail, item.data))
@@ -623,11 +642,7 @@ class UnitJob:
         Raises:
             ConvertError: the tokenizer cannot be loaded.
         """
-        try:
-            tokenizer = Tokenizer(self.options.tokenizer)
-        except (OSError, ValueError) as error:
-            raise ConvertError(f"cannot load tokenizer: {error}") from error
-        return file_shapes(self.shapes, self.options), self.options.make_template(tokenizer)
+        return file_shapes(self.shapes, self.options), load_tokenizer(self.options)[1]
 
 
 def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, overwrite: bool = False,
@@ -676,9 +691,13 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
         except (OSError, ReaderError) as error:
             raise ConvertError(str(error)) from error
         done = prepare_output(folder, overwrite=overwrite, resume=resume, identity=identity, units=units)
-        job = UnitJob(options, source.shape.names, folder.location)
+        # Units run with the backend this process chose for the whole input, not one chosen per unit.
+        job = UnitJob(replace(options, tokenizer_backend=source.tokenizer.backend.name), source.shape.names,
+                      folder.location)
         results = dict(done)
         todo = [unit for unit in units if unit.index not in results]
+        if engine is None:
+            source.tokenizer.preload()  # workers forked from here share the loaded backend instead of each loading it
         local = Workers(workers, (source.shape, source.template)) if engine is None else nullcontext()
         with local as pool, Progress(progress) as bar:
             bar.update(sum(s.read for s in done.values()), sum(s.tokens for s in done.values()))
@@ -844,7 +863,7 @@ def finish_run(folder: Folder, source: Source, options: ConvertOptions, results:
         "task": summary.task,
         "layout": layout.name,
         "options": options.to_json(),
-        "tokenizer": {"name": tokenizer.name, "sha256": tokenizer.sha256, "vocab_size": tokenizer.vocab_size},
+        "tokenizer": tokenizer.to_json(),
         "counts": summary.to_json(),
         "lengths": None if limit is None else {
             "max_seq_len": limit, "overflow": Overflow(options.overflow).value, **summary.lengths.to_json()},

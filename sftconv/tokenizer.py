@@ -1,103 +1,104 @@
-"""Load a tiktoken-format Llama 3 BPE file and encode plain text with it."""
+"""A Llama 3 tokenizer: one interface (plain text -> ids, the special-token table) over its sources and backends.
+
+Sources (tokenizer_sources.py): a tiktoken file, a tokenizer.json, a model folder, a model name in the
+local Hugging Face cache. Backends (tokenizer_backends.py): tiktoken, the reference, and fastokens,
+an exact faster one. The template never knows which runs.
+"""
 
 from __future__ import annotations
 
-import binascii
 import hashlib
+import json
 from collections.abc import Set
 from functools import cached_property
-from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import tiktoken
 
+from .tokenizer_backends import make_backend, ranks_digest
+from .tokenizer_sources import (  # noqa: F401 (re-exported: where the rest of sftconv has always found them)
+    DEFAULT_TOKENIZER_NAME,
+    NAMED_SPECIAL_TOKENS,
+    NUM_SPECIAL_TOKENS,
+    PAT_STR,
+    default_tokenizer_path,
+    load_ranks,
+    load_source,
+    special_token_names,
+)
+
 if TYPE_CHECKING:
     import numpy as np
 
-# Llama 3's split regex, as in Meta's reference tokenizer (llama_models/llama3/tokenizer.py).
-PAT_STR = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-NAMED_SPECIAL_TOKENS = (
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>",
-    "<|step_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|python_tag|>",
-    "<|image|>",
-)
-NUM_SPECIAL_TOKENS = 256
-DEFAULT_TOKENIZER_NAME = "llama-models:llama3/tokenizer.model"
-
-
-def default_tokenizer_path() -> Path:
-    """The official Llama 3 tokenizer file that the `llama-models` package ships."""
-    return Path(str(files("llama_models").joinpath("llama3", "tokenizer.model")))
-
-
-def special_token_names() -> list[str]:
-    """All 256 special-token strings in id order, reserved ones numbered as Meta numbers them."""
-    reserved = NUM_SPECIAL_TOKENS - len(NAMED_SPECIAL_TOKENS)
-    return [*NAMED_SPECIAL_TOKENS, *(f"<|reserved_special_token_{2 + i}|>" for i in range(reserved))]
-
-
-def load_ranks(data: bytes) -> dict[bytes, int]:
-    """Parse a tiktoken BPE file: one `base64(token) rank` pair per line, ranks 0..n-1.
-
-    Raises:
-        ValueError: the data is not in that format.
-    """
-    fields = data.split()
-    try:
-        if len(fields) % 2:
-            raise ValueError("odd number of fields")
-        ranks = dict(zip(map(binascii.a2b_base64, fields[0::2]), map(int, fields[1::2])))
-    except (ValueError, binascii.Error) as error:
-        raise ValueError(f"not a tiktoken BPE file ({error}); expected lines of 'base64-token rank'") from error
-    if len(ranks) * 2 != len(fields) or set(ranks.values()) != set(range(len(ranks))):
-        raise ValueError("not a tiktoken BPE file: tokens or ranks repeat, or ranks are not 0..n-1")
-    return ranks
+# The special tokens templates place, whose ids the manifest records for `validate` (a fine-tune may add
+# tokens after them, so they cannot be derived from the vocabulary size).
+CONTROL_NAMES = ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>",
+                 "<|python_tag|>")
 
 
 class Tokenizer:
-    """A Llama 3 tokenizer: the file's BPE ranks plus Meta's 256 special tokens after them.
+    """A Llama 3 tokenizer: the BPE ranks of its file, and the special tokens the file names (Meta's 256 for a
+    tiktoken file).
 
     Args:
-        path: a tiktoken-format BPE file; None for the official Llama 3 file.
+        path: a tiktoken file, a tokenizer.json, a model folder, or a model name in the local Hugging Face
+            cache; None for Meta's Llama 3 file.
+        backend: "auto" (fastokens where it is installed, else tiktoken), "fastokens" or "tiktoken".
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is not in tiktoken BPE format.
+        FileNotFoundError: nothing by that name (sftconv never downloads).
+        ValueError: the file is not a tokenizer, not Llama 3's, or the backend cannot run.
 
     Example:
         >>> Tokenizer().encode("Hello, world")
         [9906, 11, 1917]
     """
 
-    def __init__(self, path: str | Path | None = None):
-        self._given = path
-        self.path = Path(path) if path is not None else default_tokenizer_path()
-        self.name = str(path) if path is not None else DEFAULT_TOKENIZER_NAME
-        data = self.path.read_bytes()
-        self.sha256 = hashlib.sha256(data).hexdigest()
-        ranks = load_ranks(data)
-        self.special_tokens = {name: len(ranks) + i for i, name in enumerate(special_token_names())}
-        self.vocab_size = len(ranks) + NUM_SPECIAL_TOKENS
+    def __init__(self, path: str | Path | None = None, *, backend: str = "auto"):
+        self._given, self._backend_choice = path, backend
+        source = load_source(path)
+        self.source = source
+        self.path, self.name, self.sha256 = source.path, source.name, source.sha256
+        self.special_tokens = dict(source.special_tokens)
+        self.vocab_size = max(len(source.ranks), max(self.special_tokens.values(), default=-1) + 1)
+        ranks_hash = ranks_digest(source.ranks)
+        table = json.dumps(sorted((i, name) for name, i in self.special_tokens.items()), ensure_ascii=False)
+        # What decides the ids: the ranks under Llama 3's pattern and the special-token table, whatever file held them.
+        self.fingerprint = hashlib.sha256(f"{ranks_hash}\n{table}".encode()).hexdigest()
         self._encoding = tiktoken.Encoding(
-            name=self.path.name, pat_str=PAT_STR, mergeable_ranks=ranks, special_tokens=self.special_tokens
+            name=self.path.name, pat_str=PAT_STR, mergeable_ranks=source.ranks, special_tokens=self.special_tokens
         )
+        self.backend = make_backend(backend, self._encoding, source.ranks, ranks_hash)
 
     def __reduce__(self):
-        """Pickled as its file, loaded again where it is unpickled (a worker process started by spawn)."""
-        return type(self), (self._given,)
+        """Pickled as its name and backend, loaded again where it is unpickled (a worker process started by spawn)."""
+        return _load, (self._given, self._backend_choice)
+
+    def preload(self) -> None:
+        """Load the backend now where it loads lazily (fastokens: about a second), so processes forked after this
+        share it; where workers are spawned, not forked, they load it themselves and this is skipped."""
+        import multiprocessing
+
+        if "fork" in multiprocessing.get_all_start_methods():
+            self.backend.preload()
+
+    @property
+    def backend_name(self) -> str:
+        """The backend and its version, as the manifest records it (e.g. `fastokens 0.3.5`)."""
+        return f"{self.backend.name} {self.backend.version}"
+
+    def to_json(self) -> dict:
+        """The manifest's record of this tokenizer: the file, what decides the ids, the backend, the control ids."""
+        return {"name": self.name, "sha256": self.sha256, "vocab_size": self.vocab_size,
+                "fingerprint": self.fingerprint, "source": self.source.kind, "backend": self.backend_name,
+                "control_ids": {name: i for name, i in self.special_tokens.items() if name in CONTROL_NAMES}}
+
+    def require(self, names: list[str], purpose: str) -> None:
+        """Raise ValueError naming the first of `names` that is not one of this tokenizer's special tokens."""
+        for name in names:
+            if name not in self.special_tokens:
+                raise ValueError(f"the tokenizer {self.name} has no special token {name}, which {purpose} needs")
 
     @cached_property
     def bos_id(self) -> int:
@@ -115,29 +116,23 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         """Ids of `text` as ordinary text.
 
-        `encode_ordinary` never parses special tokens out of text: a user who types `<|eot_id|>`
-        gets the ids of those characters, so data can never forge a turn boundary.
+        Special-token names are never parsed out of text: a user who types `<|eot_id|>` gets the ids
+        of those characters, so data can never forge a turn boundary.
         """
-        return self._encoding.encode_ordinary(text)
+        return self.backend.encode(text)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Ids of many texts as ordinary text, in order."""
-        encode = self._encoding.encode_ordinary
-        return [encode(text) for text in texts]
+        return self.backend.encode_batch(texts)
 
     def encode_marked(self, text: str, markers: Set[str]) -> np.ndarray:
         """Ids (uint32) of text that the caller laid out: the special tokens named in `markers` become
         their ids, the text between them is ordinary text, encoded exactly as `encode` would encode each piece.
 
         Only for text whose ordinary parts are known not to contain those names: never for user text as such.
+        A lone surrogate (JSON allows "\\ud800") is replaced as `encode` replaces it.
         """
-        try:
-            return self._encoding.encode_to_numpy(text, allowed_special=markers, disallowed_special=())
-        except UnicodeEncodeError:
-            # A lone surrogate (JSON allows "\\ud800"): replaced as `encode` replaces it. The markers
-            # around each piece are not surrogates, so no two pieces can pair up.
-            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-            return self._encoding.encode_to_numpy(text, allowed_special=markers, disallowed_special=())
+        return self.backend.encode_marked(text, markers)
 
     def decode(self, ids: list[int]) -> str:
         """Text of `ids`, special tokens written as their names."""
@@ -150,3 +145,8 @@ class Tokenizer:
     def token_bytes(self, ids: list[int]) -> list[bytes]:
         """Each id's raw bytes: a character split across tokens is whole only when they are joined."""
         return self._encoding.decode_tokens_bytes(ids)
+
+
+def _load(path: str | Path | None, backend: str) -> Tokenizer:
+    """A Tokenizer from what `__reduce__` kept (keyword arguments cannot be pickled positionally)."""
+    return Tokenizer(path, backend=backend)

@@ -197,12 +197,13 @@ def test_a_shard_on_its_own_and_a_wrong_tokenizer(tmp_path):
     assert result.exit_code == 0 and bodies(result.stdout)[0][1] == f"{shard}[row 0]"
     assert bodies(result.stdout)[0][2] == bodies(inspect(EXAMPLES, "--index", 5).stdout)[0][2]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    manifest["tokenizer"]["sha256"] = "0" * 64
+    manifest["tokenizer"]["fingerprint"] = "0" * 64
     (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
     result = CliRunner().invoke(main, ["inspect", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert f"Error: {tmp_path / 'out'} was written with the tokenizer llama-models:llama3/tokenizer.model " \
-           "(sha256 000000000000...), but llama-models:llama3/tokenizer.model is a different file" in result.stderr
+           "(fingerprint 000000000000...), but llama-models:llama3/tokenizer.model is now a different tokenizer" \
+           in result.stderr
 
 
 def test_token_table(tmp_path):

@@ -52,11 +52,22 @@ def test_other_tiktoken_file(tmp_path):
     assert tiny.bos_id == 257 and tiny.vocab_size == 257 + 256
 
 
-def test_not_a_tiktoken_file(tmp_path):
+def test_not_a_tokenizer_file(tmp_path):
     path = tmp_path / "tokenizer.json"
     path.write_text('{"model": {"type": "BPE"}}')
+    with pytest.raises(ValueError, match="not Llama 3's tokenizer: its pre-tokenizer pattern is None"):
+        Tokenizer(path)
+    path = tmp_path / "tokenizer.model"
+    path.write_text("not base64 at all\n")
     with pytest.raises(ValueError, match="not a tiktoken BPE file"):
         Tokenizer(path)
     path.write_text("YQ== 0\nYg== 0\n")
     with pytest.raises(ValueError, match="ranks repeat"):
         Tokenizer(path)
+
+
+def test_the_command_line_offers_every_backend():
+    from sftconv.cli import BACKENDS as OFFERED
+    from sftconv.tokenizer_backends import BACKENDS
+
+    assert OFFERED == BACKENDS

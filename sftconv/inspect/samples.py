@@ -205,8 +205,9 @@ class StoredSamples:
     order packing laid them out. Shards are read through validate's readers, one per format.
     """
 
-    def __init__(self, stored: Stored, tokenizer: Tokenizer, name: str, rejected: int = 0):
+    def __init__(self, stored: Stored, tokenizer: Tokenizer, name: str, rejected: int = 0, *, note: str | None = None):
         self.stored = stored
+        self.note = note  # said once on stderr: e.g. the shards are shown with another tokenizer than the one given
         self.reader = SHARD_READERS[stored.format](packed=stored.packed)
         self.tokenizer = tokenizer
         self.name = name
@@ -288,8 +289,8 @@ class StoredPairs(StoredSamples):
     Positions count rows, one pair (or KTO sample) each; they are found by reading the rows in order.
     """
 
-    def __init__(self, stored: Stored, tokenizer: Tokenizer, name: str, rejected: int = 0):
-        super().__init__(stored, tokenizer, name, rejected)
+    def __init__(self, stored: Stored, tokenizer: Tokenizer, name: str, rejected: int = 0, *, note: str | None = None):
+        super().__init__(stored, tokenizer, name, rejected, note=note)
         self.reader = PairShards(self.reader, stored.manifest["layout"])
         self.first_rejected = None
 
@@ -388,23 +389,59 @@ def stored_shards(item: str) -> Stored | None:
     return stored if all(m.name in listed for m in matches) else None
 
 
-def stored_tokenizer(manifest: dict | None, given: str | None, where: Path) -> Tokenizer:
-    """The tokenizer the shards were written with: the manifest's, checked against `--tokenizer` if given."""
+def stored_tokenizer(manifest: dict | None, given: str | None, where: Path) -> tuple[Tokenizer, str | None]:
+    """The tokenizer the shards were written with, and a note when `--tokenizer` named another one.
+
+    A given tokenizer is used when it is the recorded one (the same fingerprint, or for manifests from
+    before fingerprints, the same file); otherwise the recorded one is, where it can be found.
+    """
     recorded = (manifest or {}).get("tokenizer", {})
-    name = given or recorded.get("name", DEFAULT_TOKENIZER_NAME)
-    path = None if name == DEFAULT_TOKENIZER_NAME else name
-    if path is not None and not Path(path).is_file():
-        raise InspectError(f"{where} was written with the tokenizer {path}, which is not there; "
-                           "pass --tokenizer with that file")
+    name = recorded.get("name", DEFAULT_TOKENIZER_NAME)
+    if given is not None:
+        tokenizer = load_for_inspect(given)
+        if same_tokenizer(recorded, tokenizer):
+            return tokenizer, None
+        try:
+            found = load_for_inspect(None if name == DEFAULT_TOKENIZER_NAME else name)
+        except InspectError:
+            found = None
+        if found is None or not same_tokenizer(recorded, found):
+            raise InspectError(f"{where} was written with the tokenizer {name} (fingerprint "
+                               f"{recorded_id(recorded)[:12]}...), but {tokenizer.name} is a different tokenizer "
+                               f"({tokenizer.fingerprint[:12]}...); pass --tokenizer with the one convert used")
+        return found, (f"showing {where} with the tokenizer it was written with, {name}: --tokenizer {given} "
+                       "is a different tokenizer")
+    tokenizer = load_for_inspect(None if name == DEFAULT_TOKENIZER_NAME else name, where)
+    if not same_tokenizer(recorded, tokenizer):
+        raise InspectError(f"{where} was written with the tokenizer {name} (fingerprint "
+                           f"{recorded_id(recorded)[:12]}...), but {tokenizer.name} is now a different tokenizer; "
+                           "pass --tokenizer with the one convert used")
+    return tokenizer, None
+
+
+def load_for_inspect(name: str | None, where: Path | None = None) -> Tokenizer:
+    """A tokenizer by name, or InspectError saying how to give the right one."""
     try:
-        tokenizer = Tokenizer(path)
+        return Tokenizer(name)
+    except FileNotFoundError as error:
+        if where is not None:
+            raise InspectError(f"{where} was written with the tokenizer {name}, which is not there; "
+                               "pass --tokenizer with that file") from error
+        raise InspectError(f"cannot load tokenizer: {error}") from error
     except (OSError, ValueError) as error:
         raise InspectError(f"cannot load tokenizer: {error}") from error
-    if recorded.get("sha256") not in (None, tokenizer.sha256):
-        raise InspectError(f"{where} was written with the tokenizer {recorded.get('name')} "
-                           f"(sha256 {recorded['sha256'][:12]}...), but {tokenizer.name} is a different file "
-                           f"(sha256 {tokenizer.sha256[:12]}...); pass --tokenizer with the file convert used")
-    return tokenizer
+
+
+def same_tokenizer(recorded: dict, tokenizer: Tokenizer) -> bool:
+    """Whether a manifest's tokenizer record names `tokenizer`: by fingerprint, or by file for older manifests."""
+    if "fingerprint" in recorded:
+        return recorded["fingerprint"] == tokenizer.fingerprint
+    return recorded.get("sha256") in (None, tokenizer.sha256)
+
+
+def recorded_id(recorded: dict) -> str:
+    """What identifies a recorded tokenizer: its fingerprint, or the file's sha256 for older manifests."""
+    return recorded.get("fingerprint") or recorded.get("sha256") or "?"
 
 
 def open_samples(inputs: list[str], options: SourceOptions) -> RawSamples | StoredSamples:
@@ -428,8 +465,8 @@ def open_samples(inputs: list[str], options: SourceOptions) -> RawSamples | Stor
                          "inspect one output at a time")
     first = stored[0]
     shards = list(dict.fromkeys(shard for found in stored for shard in found.shards))
-    tokenizer = stored_tokenizer(first.manifest, options.tokenizer, first.folder)
+    tokenizer, note = stored_tokenizer(first.manifest, options.tokenizer, first.folder)
     whole_output = first.manifest is not None and any(Path(item).is_dir() for item in inputs)
     rejected = first.manifest["counts"]["rejected"] if whole_output else 0  # unknown per shard
     kind = StoredPairs if (first.manifest or {}).get("layout", "sft") != "sft" else StoredSamples
-    return kind(replace(first, shards=shards), tokenizer, ", ".join(inputs), rejected)
+    return kind(replace(first, shards=shards), tokenizer, ", ".join(inputs), rejected, note=note)

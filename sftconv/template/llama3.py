@@ -48,9 +48,10 @@ IGNORE_INDEX = -100  # the label Hugging Face and PyTorch cross-entropy skip
 BOS, EOT = "<|begin_of_text|>", "<|eot_id|>"
 # Sits between a header's "\n\n" and the content when many samples are tokenized as one text, so
 # the two never meet in one BPE piece; it is a reserved special token no template uses, and is
-# removed from the ids.
+# removed from the ids. A fine-tune that renamed it gets another spare special token (`separator_for`).
 SEPARATOR = "<|reserved_special_token_245|>"  # the last special token (id 128255)
-MARKERS = frozenset({BOS, "<|start_header_id|>", "<|end_header_id|>", EOT, SEPARATOR})
+CONTROL_TOKENS = (BOS, "<|start_header_id|>", "<|end_header_id|>", EOT)  # what the template places
+MARKERS = frozenset({*CONTROL_TOKENS, SEPARATOR})
 # Each special token in that text gets a code: whether it is trained, whether the ordinary tokens
 # after it (up to the next special token) are trained, and whether it is the separator.
 SELF_TRAINED, RUN_TRAINED, IS_SEPARATOR = 1, 2, 4
@@ -196,9 +197,11 @@ class Llama3Template:
     """
 
     name = "llama3"
+    control_tokens = CONTROL_TOKENS
 
     def __init__(self, tokenizer: Tokenizer, policy: MaskPolicy = MaskPolicy.ASSISTANT, *,
                  reasoning: ReasoningPolicy = ReasoningPolicy()):
+        tokenizer.require(list(self.control_tokens), f"the {self.name} template")
         self.tokenizer = tokenizer
         self.policy = MaskPolicy(policy)
         self.reasoning = reasoning
@@ -206,7 +209,9 @@ class Llama3Template:
         self._headers: dict[str, list[int]] = {}
         self._header_texts: dict[str, str] = {}
         special = tokenizer.special_tokens
-        self._special_ids = {name: special[name] for name in MARKERS}
+        self._separator = separator_for(special)
+        self._markers = frozenset({*CONTROL_TOKENS, self._separator})
+        self._special_ids = {name: special[name] for name in self._markers}
         self._first_special = min(special.values())
 
     def header_ids(self, role: str) -> list[int]:
@@ -282,14 +287,14 @@ class Llama3Template:
         """A message's header as marked text, up to its content."""
         text = self._header_texts.get(role)
         if text is None:
-            text = self._header_texts[role] = f"<|start_header_id|>{role}<|end_header_id|>\n\n{SEPARATOR}"
+            text = self._header_texts[role] = f"<|start_header_id|>{role}<|end_header_id|>\n\n{self._separator}"
         return text
 
     def _tokenize(self, text: str, kinds: list[int], sizes: list[int]) -> Samples:
         """Marked text -> samples: the ids, the mask from each special token's code, the lengths from the sizes."""
         import numpy as np
 
-        ids = self.tokenizer.encode_marked(text, MARKERS)
+        ids = self.tokenizer.encode_marked(text, self._markers)
         at = np.flatnonzero(ids >= self._first_special)
         sizes = np.array(sizes, dtype=np.int64)
         # The codes of the special tokens, in order: 0 for each sample's BOS, then four per message.
@@ -309,7 +314,7 @@ class Llama3Template:
         values[0::2], values[1::2] = code & SELF_TRAINED, (code & RUN_TRAINED) >> 1
         mask = np.repeat(values, counts)
         separator = (code & IS_SEPARATOR) >> 2
-        keep = ids != self._special_ids[SEPARATOR]
+        keep = ids != self._special_ids[self._separator]
         lengths = np.add.reduceat(1 + run - separator, firsts) if len(sizes) else np.zeros(0, dtype=np.int64)
         return Samples(ids[keep].astype(np.int32), mask[keep], lengths.astype(np.int64))
 
@@ -346,6 +351,18 @@ class Llama3Template:
             thought = None if trace is None else self.tokenizer.encode(block(trace, bool(text or message.tool_calls)))
             result.append((thought, text))
         return result
+
+
+def separator_for(special: dict[str, int]) -> str:
+    """The special token that parts headers from contents in marked text: SEPARATOR, or where a fine-tune renamed
+    it, the last special token the template does not place whose name holds `<|` (so a content that could
+    spell it is never in marked text)."""
+    if SEPARATOR in special:
+        return SEPARATOR
+    spare = [name for name in special if "<|" in name and name not in CONTROL_TOKENS]
+    if not spare:
+        raise ValueError("the tokenizer has no special token to spare for the template's batch layout")
+    return max(spare, key=special.__getitem__)
 
 
 def tools_unsupported(conversation: Conversation) -> RecordError:

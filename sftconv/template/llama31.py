@@ -52,7 +52,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from ..conversation import NO_TRAINED_TOKENS, NO_USER_TURN, SYSTEM, TOOL, USER, Conversation, Message, RecordError
-from .llama3 import Encoded, Llama3Template, MaskPolicy, Samples, trained_flags
+from .llama3 import CONTROL_TOKENS, Encoded, Llama3Template, MaskPolicy, Samples, trained_flags
 from .reasoning import ReasoningPolicy, block
 from .tools import CODE_INTERPRETER, Toolbox
 
@@ -103,6 +103,7 @@ class Llama31Template(Llama3Template):
     """
 
     name = "llama3.1"
+    control_tokens = (*CONTROL_TOKENS, "<|eom_id|>", "<|python_tag|>")
     DEFAULT_DATE = "26 Jul 2024"
 
     def __init__(self, tokenizer: Tokenizer, policy: MaskPolicy = MaskPolicy.ASSISTANT, *,

@@ -61,9 +61,13 @@ class RowRules:
     max_row_len: Limit | None = None
     max_sample_len: Limit | None = None
     cut_at: int | None = None
+    control_ids: dict[str, int] | None = None  # the manifest's; older manifests have none
 
     def special(self, name: str) -> int:
-        """A special token's id: Meta's 256 special tokens follow the BPE ranks, in Meta's order."""
+        """A control token's id, as the manifest records it; for older manifests, from Meta's layout
+        (256 special tokens after the BPE ranks, in Meta's order)."""
+        if self.control_ids and name in self.control_ids:
+            return self.control_ids[name]
         return self.vocab_size - NUM_SPECIAL_TOKENS + NAMED_SPECIAL_TOKENS.index(name)
 
 

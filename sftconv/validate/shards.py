@@ -157,7 +157,7 @@ def row_rules(manifest: dict, max_seq_len: int | None) -> RowRules:
         row_limits.append(sample_limit)
         sample_limit = None
     cut = lengths is not None and lengths.get("overflow") == Overflow.TRUNCATE_TOKENS.value
-    return RowRules(vocab_size=manifest["tokenizer"]["vocab_size"],
+    return RowRules(vocab_size=manifest["tokenizer"]["vocab_size"], control_ids=manifest["tokenizer"].get("control_ids"),
                     train_headers=manifest["options"].get("train_on") == "all",
                     max_row_len=min(row_limits, key=lambda limit: limit.tokens) if row_limits else None,
                     max_sample_len=sample_limit, cut_at=lengths["max_seq_len"] if cut else None)
