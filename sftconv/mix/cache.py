@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..pipeline import ConvertError, convert, input_identity
 from ..readers import expand_inputs
-from ..tokenizer import default_tokenizer_path
+from .. import tokenizer_sources
 from ..writers import MANIFEST_FILE
 from .recipe import SourceSpec
 
@@ -54,9 +54,11 @@ class Cached:
 
 
 @cache
-def file_sha256(path: Path) -> str:
-    """A tokenizer file's sha256, read once per run."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def tokenizer_sha256(given: str | None) -> str:
+    """The sha256 of the tokenizer file `--tokenizer` names (a file, a model folder's, one in the local hub
+    cache; None: Meta's), read once per run."""
+    path = tokenizer_sources.locate(given) if given else tokenizer_sources.default_tokenizer_path()
+    return hashlib.sha256((tokenizer_sources.tokenizer_file(path) if path.is_dir() else path).read_bytes()).hexdigest()
 
 
 def cache_identity(spec: SourceSpec) -> dict:
@@ -70,7 +72,7 @@ def cache_identity(spec: SourceSpec) -> dict:
     """
     try:
         paths = expand_inputs(list(spec.inputs))
-        tokenizer = file_sha256(Path(spec.options.tokenizer) if spec.options.tokenizer else default_tokenizer_path())
+        tokenizer = tokenizer_sha256(spec.options.tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"source {spec.name}: {error}") from error
     if not paths:
