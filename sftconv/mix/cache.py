@@ -18,10 +18,9 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import __version__
+from .. import __version__, tokenizer_sources
 from ..pipeline import ConvertError, convert, input_identity
 from ..readers import expand_inputs
-from .. import tokenizer_sources
 from ..writers import MANIFEST_FILE
 from .recipe import SourceSpec
 
