@@ -226,16 +226,11 @@ def source_fields(params: dict) -> dict:
         "tools_in": ToolPlacement(params["tools_in"] or ToolPlacement.USER),
         "train_tool_calls": params["train_tool_calls"],
         "special_text": params["special_text"],
-        "reasoning": reasoning_policy(params, mapping),
+        # each flag given wins over the mapping file's key, which wins over the default
+        "reasoning": ReasoningPolicy.first_given(
+            (params["keep_reasoning"] or None, params["train_reasoning"], params["empty_reasoning"]),
+            (mapping.keep_reasoning, mapping.train_reasoning, mapping.empty_reasoning)),
     }
-
-
-def reasoning_policy(params: dict, mapping: FieldMapping) -> ReasoningPolicy:
-    """The reasoning policy: each flag given wins over the mapping file's key, which wins over the default."""
-    given = {"keep": params["keep_reasoning"] or mapping.keep_reasoning,
-             "train": mapping.train_reasoning if params["train_reasoning"] is None else params["train_reasoning"],
-             "empty": mapping.empty_reasoning if params["empty_reasoning"] is None else params["empty_reasoning"]}
-    return ReasoningPolicy(**{key: value for key, value in given.items() if value is not None})
 
 
 def progress_option(command):
@@ -764,13 +759,14 @@ def stats_rows(stats: dict) -> list[tuple[str, str]]:
               help="Folder of the per-source caches.  [default: $SFTCONV_CACHE, else ~/.cache/sftconv/mix]")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier mix in the output folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@progress_option
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Processes that convert a source whose cache is missing.  [default: the number of CPU cores]")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Who converts the sources whose cache is missing: this machine, or Ray tasks (as for convert).")
 @click.option("--ray-address", metavar="ADDRESS", default=None,
               help="The Ray cluster for --engine ray, as for convert.")
-def mix(recipe, out_dir, cache_dir, overwrite, quiet, workers, engine, ray_address):
+def mix(recipe, out_dir, cache_dir, overwrite, quiet, force_progress, workers, engine, ray_address):
     """Blend many sources, each with its own options and share, into one shuffled, traceable dataset.
 
     RECIPE (YAML or JSON, see schemas/recipe.json and the README's Mixes section) lists the
@@ -796,7 +792,7 @@ def mix(recipe, out_dir, cache_dir, overwrite, quiet, workers, engine, ray_addre
 
     from .engine import default_workers
     from .mix import MixError, RecipeError, load_recipe, make_mix
-    from .pipeline import ConvertError
+    from .pipeline import ConvertError, InputError
 
     if ray_address is not None and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
@@ -812,8 +808,11 @@ def mix(recipe, out_dir, cache_dir, overwrite, quiet, workers, engine, ray_addre
             runner = RayEngine(ray_address, cpus=workers)
         with runner or nullcontext():
             manifest, caches = make_mix(parsed, out_dir, cache=cache_dir, overwrite=overwrite,
-                                        workers=workers or default_workers(), engine=runner, progress=not quiet,
+                                        workers=workers or default_workers(), engine=runner,
+                                        progress=bar_shown(quiet, force_progress),
                                         announce=None if quiet else announce_source)
+    except InputError as error:
+        raise click.UsageError(str(error)) from error
     except (ConvertError, MixError) as error:
         raise click.ClickException(str(error)) from error
     for warning in manifest["mix"]["warnings"]:

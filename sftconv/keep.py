@@ -15,8 +15,6 @@ import msgspec
 
 from .shapes.mapping import MISSING, lookup
 
-# Columns every row has already: a kept field may not take one of their names.
-ROW_COLUMNS = frozenset({"input_ids", "labels", "loss_mask", "length", "position_ids", "seq_lens"})
 encode_json = msgspec.json.Encoder(order="deterministic").encode
 
 
@@ -46,8 +44,9 @@ def check_keep_columns(names: tuple[str, ...], *, format: str, packed: bool) -> 
     """Refuse what cannot hold kept columns, before a run starts.
 
     Raises:
-        ValueError: Megatron's token files (no columns), packing (a row holds several records), a name
-            that is a row column already, or a name given twice.
+        ValueError: Megatron's token files (no columns), packing (a row holds several records), or a name
+            given twice. (A name that is a row column already is refused once the row layout is known:
+            `pipeline.refuse_unsupported`.)
     """
     if not names:
         return
@@ -57,8 +56,5 @@ def check_keep_columns(names: tuple[str, ...], *, format: str, packed: bool) -> 
     if packed:
         raise ValueError("--keep-columns cannot be used with --pack: a packed row holds several records; "
                          "convert without --pack to keep each record's fields")
-    taken = sorted(set(names) & ROW_COLUMNS)
-    if taken:
-        raise ValueError(f"--keep-columns {taken[0]}: every row has a column of that name already")
     if len(set(names)) != len(names):
         raise ValueError("--keep-columns names a field twice")

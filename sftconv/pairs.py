@@ -135,33 +135,45 @@ def render_pairs(template: Llama3Template, preferences: list[Preference], *, lim
 def render_each(template: Llama3Template, preferences: list[Preference]) -> list[tuple | RecordError]:
     """Each pair as (chosen ids, mask, rejected ids, mask, prompt_length), or why it cannot be rendered.
 
-    Every side of every pair, and each prompt with its answer's header, are rendered in one batch.
+    Every side of every pair is rendered in one batch, and each prompt with its answer's header in
+    another, which is not counted as samples (`Llama3Template.uncounted`).
     """
-    chats, sizes = [], []
+    openings, sides, sizes = [], [], []
     for preference in preferences:
         prompt = tuple(replace(m, train=False) for m in preference.prompt)
-        opening = (*prompt, Message(preference.chosen[0].role, "", train=True))  # the answer's header, then its end
         answers = [preference.chosen] + ([preference.rejected] if preference.label is None else [])
-        chats += [Conversation(turns, preference.location, preference.tools)
-                  for turns in (opening, *((*prompt, *answer) for answer in answers))]
-        sizes.append(1 + len(answers))
-    samples, errors = template.render_samples(chats)
-    rendered = iter(samples.split())
+        # the answer's header, then its end: where the answer starts
+        openings.append(Conversation((*prompt, Message(preference.chosen[0].role, "", train=True)),
+                                     preference.location, preference.tools))
+        sides += [Conversation((*prompt, *answer), preference.location, preference.tools) for answer in answers]
+        sizes.append(len(answers))
+    with template.uncounted():
+        heads, head_errors = template.render_samples(openings)
+    samples, errors = template.render_samples(sides)
+    end_header = template.tokenizer.special_tokens["<|end_header_id|>"]
+    rendered, opened = iter(samples.split()), iter(heads.split())
     results, at = [], 0
-    for size in sizes:
-        found = errors[at:at + size]
+    for size, head_error in zip(sizes, head_errors):
+        found = [head_error, *errors[at:at + size]]
         at += size
-        parts = [next(rendered) for error in found if error is None]
+        opening = next(opened) if head_error is None else None
+        parts = [next(rendered) for error in found[1:] if error is None]
         error = next((e for e in found if e is not None), None)
-        results.append(error if error is not None else assembled(*parts))
+        results.append(error if error is not None else assembled(end_header, opening, *parts))
     return results
 
 
-def assembled(opening: tuple[list[int], list[int]], *sides: tuple[list[int], list[int]]) -> tuple | RecordError:
-    """A pair from its rendered opening (prompt and answer header, then an end of turn) and sides."""
-    prompt_length = len(opening[0]) - 1
-    head = opening[0][:prompt_length]
-    if any(ids[:prompt_length] != head for ids, _ in sides):
+def assembled(end_header: int, opening: tuple[list[int], list[int]], *sides: tuple[list[int], list[int]]
+              ) -> tuple | RecordError:
+    """A pair from its rendered opening (prompt and answer header, then the end of an empty answer) and sides.
+
+    The prompt ends with the answer's header (`<|end_header_id|>` and "\\n\\n"), whatever the template
+    renders after it in an empty answer (an empty reasoning block, say).
+    """
+    ids = opening[0]
+    prompt_length = len(ids) - ids[::-1].index(end_header) + 1
+    head = ids[:prompt_length]
+    if any(side_ids[:prompt_length] != head for side_ids, _ in sides):
         return RecordError(PROMPTS_DIFFER, "the template renders the two sides' prompts differently")
     if len(sides) == 2 and sides[0][0] == sides[1][0]:
         return RecordError(IDENTICAL_ANSWERS, "chosen and rejected render to the same tokens")
@@ -173,12 +185,15 @@ def shortened(template: Llama3Template, preference: Preference, full: tuple, lim
     """The pair rendered with its prompt's oldest exchanges dropped until it fits, and the tokens that saved.
 
     The system prompt stays and the prompt still starts with a user turn; if nothing fits, the full pair.
+    Its traces were counted when the full pair was rendered (counts are taken before a length policy),
+    so the shorter tries are not.
     """
     messages = preference.prompt
     system = messages[:1] if messages and messages[0].role == SYSTEM else ()
     turns = messages[len(system):]
     for start in [i for i, m in enumerate(turns) if m.role == USER and i > 0]:
-        result = render_each(template, [replace(preference, prompt=(*system, *turns[start:]))])[0]
+        with template.uncounted():
+            result = render_each(template, [replace(preference, prompt=(*system, *turns[start:]))])[0]
         if isinstance(result, RecordError):
             return full, 0
         if max(len(result[0]), len(result[2])) <= limit:

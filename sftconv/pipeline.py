@@ -710,11 +710,16 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
 
 
 def refuse_unsupported(task: SftTask | PreferenceTask, options: ConvertOptions) -> None:
-    """Refuse the options preference rows cannot have, saying what would work.
+    """Refuse the options the task's rows cannot have, saying what would work.
 
     Raises:
-        InputError: Megatron shards, packing, `--train-on all` or token truncation with preference data.
+        InputError: a kept field named as a column the rows have already; Megatron shards, packing,
+            `--train-on all` or token truncation with preference data.
     """
+    taken = sorted(set(options.keep_columns) & set(task.layout(options.pack is not None).schema().names))
+    if taken:
+        raise InputError(f"--keep-columns {taken[0]}: every {task.layout_name} row has a column of that name "
+                         "already; rename the field in your data to keep it")
     if task.name != PREFERENCE:
         return
     given = [(options.format == "megatron", "--format megatron (its indexed datasets have no pair layout; use "

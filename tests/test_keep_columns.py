@@ -93,9 +93,11 @@ def test_formats_and_packing_that_cannot_hold_them_are_refused(tmp_path, args, m
     assert result.exit_code == 2 and message in result.stderr
 
 
-def test_a_kept_field_in_no_record_is_a_usage_error(tmp_path):
-    data = write_jsonl(tmp_path / "chats.jsonl", RECORDS)
-    for names, message in (("idd", "--keep-columns names 'idd', which is in no sampled record"),
-                           ("length", "--keep-columns length: every row has a column of that name already")):
-        result = convert(data, "-o", tmp_path / "out", "--keep-columns", names)
+def test_a_kept_field_in_no_record_or_named_as_a_row_column_is_a_usage_error(tmp_path):
+    data = write_jsonl(tmp_path / "chats.jsonl", [{**record, "length": 3, "label": True} for record in RECORDS])
+    for names, task, message in (
+            ("idd", "sft", "--keep-columns names 'idd', which is in no sampled record"),
+            ("length", "sft", "--keep-columns length: every sft row has a column of that name already"),
+            ("label", "auto", "--keep-columns label: every kto row has a column of that name already")):
+        result = convert(data, "-o", tmp_path / "out", "--keep-columns", names, "--task", task)
         assert result.exit_code == 2 and message in result.stderr, result.output

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def make_mix(recipe: Recipe, out_dir: str, *, cache: Path | None = None, overwrite: bool = False, workers: int = 1,
-             engine: RayEngine | None = None, progress: bool = False,
+             engine: RayEngine | None = None, progress: bool | None = False,
              announce: Callable[[SourceSpec, Path], None] | None = None) -> tuple[dict, list[Cached]]:
     """Build (or reuse) every source's cache, then blend them into `out_dir`; returns the manifest and the caches.
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__, tokenizer_sources
-from ..pipeline import ConvertError, convert, input_identity
+from ..pipeline import ConvertError, InputError, convert, input_identity
 from ..readers import expand_inputs
 from ..writers import MANIFEST_FILE
 from .recipe import SourceSpec
@@ -67,17 +67,22 @@ def cache_identity(spec: SourceSpec) -> dict:
     before its manifest records it.
 
     Raises:
-        ConvertError: an input is missing, or the tokenizer file is not there.
+        InputError: an input or the tokenizer is missing.
+        ConvertError: an input or the tokenizer cannot be read.
     """
     try:
         paths = expand_inputs(list(spec.inputs))
         tokenizer = tokenizer_sha256(spec.options.tokenizer)
+    except FileNotFoundError as error:
+        raise InputError(f"source {spec.name}: {error}") from error
     except (OSError, ValueError) as error:
         raise ConvertError(f"source {spec.name}: {error}") from error
     if not paths:
-        raise ConvertError(f"source {spec.name}: no input files found in {', '.join(spec.inputs)}")
+        raise InputError(f"source {spec.name}: no input files found in {', '.join(spec.inputs)}")
     return {"name": spec.name, "sftconv_version": __version__, "inputs": [input_identity(path) for path in paths],
-            "options": spec.options.to_json(), "fields": repr(replace(spec.options, tokenizer=None)),
+            # the backend never changes the ids, so it never invalidates a cache
+            "options": spec.options.to_json(),
+            "fields": repr(replace(spec.options, tokenizer=None, tokenizer_backend="auto")),
             "tokenizer": tokenizer}
 
 
@@ -93,7 +98,7 @@ def locate(root: Path, identity: dict) -> Path:
 
 
 def build_cache(spec: SourceSpec, root: Path, *, workers: int = 1, engine: RayEngine | None = None,
-                progress: bool = False, announce: Callable[[SourceSpec, Path], None] | None = None) -> Cached:
+                progress: bool | None = False, announce: Callable[[SourceSpec, Path], None] | None = None) -> Cached:
     """The source's cache: reused if finished, else converted (an interrupted build resumed).
 
     `announce`, if given, is called with the spec and the cache folder before converting.

@@ -22,6 +22,9 @@ from ..pipeline import ConvertOptions
 from ..remote import is_url
 from ..schema import validator
 from ..shapes import FieldMapping, MappingError
+from ..shapes.mapping import POLICY_KEYS
+from ..tasks import SFT
+from ..template.reasoning import ReasoningPolicy
 
 SHARES = ("fraction", "samples", "repeat", "trained_tokens")
 RUN_KEYS = ("seed", "format", "pack", "pack_window", "shard_rows", "shard_size")
@@ -29,7 +32,7 @@ SOURCE_KEYS = ("name", "inputs", *SHARES)
 # ConvertOptions fields the mix decides for the whole run (the caches are always unpacked Parquet).
 RUN_FIELDS = frozenset({"format", "shard_rows", "shard_bytes", "pack", "pack_window"})
 FLAG_FIELDS = {"unit_size": "unit_bytes"}  # a flag whose name is not its field's
-MAPPING_KEYS = {f"{f.name}_field": f.name for f in fields(FieldMapping) if f.name != "roles"}
+MAPPING_KEYS = {f"{f.name}_field": f.name for f in fields(FieldMapping) if f.name not in ("roles", *POLICY_KEYS)}
 COUNT_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 BYTE_UNITS = {"": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
               "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -77,9 +80,10 @@ class Recipe:
 
 def option_keys() -> list[str]:
     """Every key `defaults` and a source accept as an option."""
-    names = [f.name for f in fields(ConvertOptions) if f.name not in RUN_FIELDS | {"mapping"}]
+    names = [f.name for f in fields(ConvertOptions) if f.name not in RUN_FIELDS | {"mapping", "reasoning"}]
     renamed = set(FLAG_FIELDS.values())
-    return [*(n for n in names if n not in renamed), *FLAG_FIELDS, "mapping", "role_alias", *MAPPING_KEYS]
+    return [*(n for n in names if n not in renamed), *FLAG_FIELDS, "mapping", "role_alias", *MAPPING_KEYS,
+            *POLICY_KEYS]
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -197,7 +201,7 @@ def convert_options(given: dict, base: Path) -> ConvertOptions:
     for key, value in given.items():
         if key == "mapping":
             mapping = FieldMapping.from_file(resolve(value, base)) if isinstance(value, str) else inline_mapping(value)
-        elif key in MAPPING_KEYS or key == "role_alias":
+        elif key in MAPPING_KEYS or key in POLICY_KEYS or key == "role_alias":
             continue  # merged over the mapping below, so they win over it whatever the key order
         else:
             field = FLAG_FIELDS.get(key, key)
@@ -206,7 +210,16 @@ def convert_options(given: dict, base: Path) -> ConvertOptions:
                              roles=given.get("role_alias"))
     if values.get("tokenizer") is not None:
         values["tokenizer"] = resolve(values["tokenizer"], base)
-    return ConvertOptions(**values, mapping=mapping, format="parquet", pack=None)
+    if values.pop("task", SFT) != SFT:
+        raise ValueError(f"task: {given['task']}: a mix blends SFT samples; convert preference data with sftconv "
+                         "convert (task: sft reads a source's records as SFT samples)")
+    if values.get("keep_columns"):
+        raise ValueError("keep_columns: a mix's rows are traced by their source and source_row columns instead "
+                         "(sftconv inspect MIX shows each sample's record)")
+    reasoning = ReasoningPolicy.first_given(tuple(given.get(key) for key in POLICY_KEYS),
+                                            tuple(getattr(mapping, key) for key in POLICY_KEYS))
+    # task sft: preference records are rejected (preference_record, undesirable_answer) as in an SFT convert
+    return ConvertOptions(**values, task=SFT, mapping=mapping, reasoning=reasoning, format="parquet", pack=None)
 
 
 def inline_mapping(data: dict) -> FieldMapping:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..conversation import Location
 from ..pipeline import input_identity
-from ..readers import expand_inputs, read_records
+from ..readers import ReaderError, expand_inputs, read_records
 from ..writers import MANIFEST_FILE, REJECTS_FILE
 
 
@@ -38,12 +38,13 @@ def record_location(source: dict, row: int) -> Location | None:
         paths = expand_inputs(source["inputs"])
         if [input_identity(path) for path in paths] != source["input_versions"]:
             return None
-        for item in read_records(paths, split=source["options"].get("split")):
+        options = source["options"]
+        for item in read_records(paths, split=options.get("split"), records=options.get("records_field")):
             if str(item.location) in rejected:
                 continue
             if position == row:
                 return item.location
             position += 1
-    except (OSError, ValueError):
+    except (OSError, ValueError, ReaderError):
         return None
     return None

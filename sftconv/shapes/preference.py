@@ -37,7 +37,8 @@ from .openai import OpenAIShape
 from .rules import TurnRules, is_blank
 from .sharegpt import ShareGPTShape
 from .tools import tool_definitions
-from .transcript import TranscriptShape
+from .reasoning import read_traces
+from .transcript import TranscriptShape, without_llama2_marks
 from .turns import checked_texts, fields_seen, non_empty_list, optional_text
 
 NOWHERE = Location("")  # a shape's Preference before the pipeline gives it the record's location
@@ -233,9 +234,12 @@ class PairShaper:
 
     def __call__(self, record: Record) -> Preference:
         data = self.mapping.apply(record.data, self.shape.fields)
-        found = self.shape(data)
+        try:
+            found = self.shape(data)
+        except RecordError as error:  # about the renamed record: said again in the user's field names
+            raise RecordError(error.reason, self.mapping.in_user_names(error.detail, self.shape.fields)) from None
         answers = (found.chosen,) if found.label is not None else (found.chosen, found.rejected)
-        sides = [(*found.prompt, *answer) for answer in answers]
+        sides = [read_traces((*found.prompt, *answer)) for answer in answers]
         for name, side in zip(("chosen", "rejected"), sides):
             if is_blank(side[-1].content) and not side[-1].tool_calls:
                 raise RecordError(EMPTY_ANSWER, f"the {name} answer is empty")
@@ -254,8 +258,12 @@ class PairShaper:
         return frozenset({*own, *LABEL_FIELDS, "chosen", "rejected"})
 
     def scanned(self, record: Record) -> Any:
-        """The record as the special-text scan sees it."""
-        return record.data
+        """The record as the special-text scan sees it: Llama 2 transcripts' `<s>`, `[INST]`... are their structure."""
+        data = record.data
+        if self.shape.name != TranscriptPairShape.name or not isinstance(data, dict):
+            return data
+        names = [self.mapping.renames.get(key) or key for key in self.shape.fields]
+        return {**data, **{name: without_llama2_marks(data[name]) for name in names if isinstance(data.get(name), str)}}
 
     def meaning(self, record: Record) -> tuple[str, ...]:
         """The warning codes of meaningful fields the pair leaves unread (media, say; see `shapes.meaning`)."""

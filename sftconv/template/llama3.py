@@ -22,7 +22,8 @@ Template choices, each pinned by a test:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -213,6 +214,15 @@ class Llama3Template:
         self._markers = frozenset({*CONTROL_TOKENS, self._separator})
         self._special_ids = {name: special[name] for name in self._markers}
         self._first_special = min(special.values())
+
+    @contextmanager
+    def uncounted(self) -> Iterator[None]:
+        """Render without adding to `reasoning_counts`: for renders that are not samples (a pair's prompt alone...)."""
+        counts, self.reasoning_counts = self.reasoning_counts, ReasoningCounts()
+        try:
+            yield
+        finally:
+            self.reasoning_counts = counts
 
     def header_ids(self, role: str) -> list[int]:
         """`<|start_header_id|>{role}<|end_header_id|>\\n\\n` as ids, computed once per role."""

@@ -59,6 +59,13 @@ class ReasoningPolicy:
     def __post_init__(self):
         object.__setattr__(self, "keep", KeepReasoning(self.keep))
 
+    @classmethod
+    def first_given(cls, *choices: tuple[str | None, bool | None, bool | None]) -> ReasoningPolicy:
+        """The policy from the first (keep, train, empty) value given for each setting: flags before a mapping
+        file's keys, say; the default where none is."""
+        given = [next((choice[i] for choice in choices if choice[i] is not None), None) for i in range(3)]
+        return cls(**{key: value for key, value in zip(("keep", "train", "empty"), given) if value is not None})
+
     def applies(self, messages: tuple[Message, ...]) -> bool:
         """Whether any message renders a block or drops a trace (if not, the conversation renders as before)."""
         if self.empty and self.keep is not KeepReasoning.NONE:

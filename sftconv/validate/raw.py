@@ -80,7 +80,7 @@ def paired(source: Source, unreadable: dict[str, str]) -> Iterator[tuple[Record 
     def feed() -> Iterator[Record | Rejected]:
         for path in source.paths:
             try:
-                for item in reader_for(path, split=source.split).read(path):
+                for item in reader_for(path, split=source.split, records=source.records_field).read(path):
                     pending.append(item)
                     yield item
             except ReaderError as error:
