@@ -360,7 +360,7 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
         sftconv convert logs.json.gz -o out/ --messages-field dialog --role-field speaker \\
             --content-field text --role-alias bot=assistant --system "You are helpful."
         sftconv convert examples/tool_calls.jsonl -o out/ --template llama3.1
-        sftconv convert qa.json -o out/ --records-field data --prompt-field meta.question \
+        sftconv convert qa.json -o out/ --records-field data --prompt-field meta.question \\
             --completion-field answer --keep-columns id
         sftconv convert '/shared/raw/*.jsonl' -o /shared/out/ --engine ray --ray-address auto
         sftconv convert data.jsonl -o s3://my-bucket/sft/mix-v1 --engine ray --ray-address auto
@@ -450,7 +450,7 @@ def echo_summary(summary, out_dir: str, limited: bool) -> None:
         *shapes,
         *([("task", "preference: one pair (or KTO sample) per row")] if summary.task == "preference" else []),
         ("records read", f"{summary.read:,}"),
-        ("pairs written" if summary.task == "preference" else "samples written", f"{summary.written:,}"),
+        ("rows written" if summary.task == "preference" else "samples written", f"{summary.written:,}"),
         ("rejected", f"{summary.rejected:,}"),
         *((f"  {reason}", f"{count:,}") for reason, count in sorted(summary.rejected_by_reason.items())),
         ("dropped", f"{summary.dropped:,}"),

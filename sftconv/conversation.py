@@ -8,6 +8,8 @@ from typing import Any
 SYSTEM, USER, ASSISTANT = "system", "user", "assistant"
 ROLES = (SYSTEM, USER, ASSISTANT)  # the roles of a plain chat
 TOOL = "tool"  # a tool's result, sent back to the model (Llama 3.1 renders it as the `ipython` role)
+# A reasoning trace's tags: how an inline trace is found in an assistant's content, and how the template writes one.
+OPEN_TAG, CLOSE_TAG = "<think>", "</think>"
 
 # Reason codes for rejected records: stable strings that scripts and the rejects file rely on.
 INVALID_JSON = "invalid_json"

@@ -91,12 +91,9 @@ class LengthPolicy:
             return sample
         return Encoded(sample.input_ids[:end], sample.loss_mask[:end], sample.location) if end else None
 
-    def fit_samples(self, samples: Samples) -> Samples:
-        """`fit` for many samples at once, in order; only the ones over the limit are looked at one by one."""
-        return self.fit_samples_rows(samples)[0]
-
     def fit_samples_rows(self, samples: Samples) -> tuple[Samples, np.ndarray | None]:
-        """`fit_samples`, and the positions of the samples kept (None: all of them)."""
+        """`fit` for many samples at once, in order (only the ones over the limit are looked at one by one), and
+        the positions of the samples kept (None: all of them)."""
         import numpy as np
 
         over = np.flatnonzero(samples.lengths > self.max_seq_len)

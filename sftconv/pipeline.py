@@ -820,7 +820,7 @@ def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None =
         packed = options.pack is not None
         writer = WRITERS[options.format](folder.local, shard_rows=options.shard_rows, shard_bytes=options.shard_bytes,
                                          packed=packed, prefix=f"{unit.name}-", publish=folder.publish,
-                                         layout=options.make_task(job.shapes).layout(packed, options.keep_columns))
+                                         layout=pool.job[0].task.layout(packed, options.keep_columns))
         rejects = RejectsWriter(folder.local / work.rejects(unit))
         summary = Summary(pack=options.pack)
         chunks = reader_for(unit.path, split=options.split, records=options.records_field).chunks(unit.path, unit.span)

@@ -22,8 +22,6 @@ from .tokenizer_sources import (  # noqa: F401 (re-exported: where the rest of s
     NAMED_SPECIAL_TOKENS,
     NUM_SPECIAL_TOKENS,
     PAT_STR,
-    default_tokenizer_path,
-    load_ranks,
     load_source,
     special_token_names,
 )

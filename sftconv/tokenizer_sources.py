@@ -149,7 +149,10 @@ def locate(given: str | Path) -> Path:
         if tokenizer_file(path) is None:
             raise FileNotFoundError(f"{given} holds no {TOKENIZER_JSON} or {TIKTOKEN_FILES[0]}")
         return path
-    folder = cached_model_folder(str(given)) if str(given).count("/") == 1 else None
+    name = str(given)
+    if name.count("/") != 1 or name.startswith((".", "/", "~")) or path.suffix in (".json", ".model"):
+        raise FileNotFoundError(f"no such file or folder: {given}")  # a path, not an org/model name
+    folder = cached_model_folder(name)
     if folder is None:
         raise FileNotFoundError(
             f"{given} is not a file, a model folder, or a model in the local Hugging Face cache ({hub_cache()}); "

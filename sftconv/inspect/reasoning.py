@@ -8,7 +8,7 @@ the block end on a token boundary, so the tokens are found from their bytes exac
 
 from __future__ import annotations
 
-from ..shapes.reasoning import CLOSE_TAG, OPEN_TAG
+from ..conversation import CLOSE_TAG, OPEN_TAG
 from ..template.reasoning import ANSWER_GAP
 from ..tokenizer import Tokenizer
 

@@ -66,7 +66,7 @@ def describe(values: np.ndarray, fmt) -> str:
 def length_histogram(lengths: np.ndarray) -> Histogram:
     """Tokens per sample in round-numbered bins; a long tail past 1.5x the 99th percentile gets one bin."""
     low, high = int(lengths.min()), int(lengths.max())
-    p99 = int(np.percentile(lengths, 99, method="higher"))
+    p99 = int(array_percentile(lengths, 99))
     top = p99 if high > 1.5 * p99 else high
     step = nice_step(top - low + 1, TARGET_BINS)
     first = low // step * step

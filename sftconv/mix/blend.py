@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,9 +27,11 @@ from ..template import Samples
 from ..writers import WRITERS, ShardInfo, write_manifest
 from ..writers.folder import Folder
 from ..writers.shards import Columns
-from .cache import Cached
 from .output import TracedLayout
-from .recipe import Recipe, Share
+
+if TYPE_CHECKING:  # the blend reads finished caches only: it needs no reader, shape or pipeline
+    from .cache import Cached
+    from .recipe import Recipe, Share
 
 BLEND_BATCH = 4096  # samples gathered and written together
 DATA_PATH_FILE = "megatron_data_path.txt"  # format megatron: the blend as Megatron's --data-path takes it
@@ -145,7 +148,8 @@ def open_sources(recipe: Recipe, caches: list[Cached]) -> tuple[list[SourceRows]
     Raises:
         MixError: caches made with different tokenizers, or a share that cannot be met.
     """
-    tokenizers = {c.manifest["tokenizer"]["sha256"] for c in caches}
+    # one tokenizer by what decides the ids: Meta's file and its tokenizer.json are the same one
+    tokenizers = {c.manifest["tokenizer"].get("fingerprint") or c.manifest["tokenizer"]["sha256"] for c in caches}
     if len(tokenizers) > 1:
         raise MixError("the sources were tokenized with different tokenizers; a mix needs one: give `tokenizer` "
                        "in the recipe's defaults only")

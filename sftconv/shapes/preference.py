@@ -21,7 +21,6 @@ from ..conversation import (
     NOT_AN_OBJECT,
     PROMPTS_DIFFER,
     SYSTEM,
-    UNDESIRABLE_ANSWER,
     USER,
     Conversation,
     Location,
@@ -304,7 +303,7 @@ def split_sides(chosen: tuple[Message, ...], rejected: tuple[Message, ...]) -> t
         raise RecordError(PROMPTS_DIFFER, f"the {side} side is the other's start: no answer of its own")
     for name, answer in (("chosen", chosen[shared:]), ("rejected", rejected[shared:])):
         if answer[0].role != ASSISTANT:
-            raise RecordError(PROMPTS_DIFFER, f"the sides differ at turn {shared + 1}, a {answer[0].role} turn of "
+            raise RecordError(PROMPTS_DIFFER, f"the sides differ at turn {shared}, a {answer[0].role} turn of "
                                               f"{name}: their prompts differ")
     return chosen[:shared], chosen[shared:], rejected[shared:]
 

@@ -14,9 +14,11 @@ from typing import Any
 
 from ..conversation import (
     ASSISTANT,
+    CLOSE_TAG,
     CONTENT_NOT_STRING,
     MALFORMED_REASONING,
     MISPLACED_REASONING,
+    OPEN_TAG,
     Message,
     RecordError,
     ToolCall,
@@ -33,7 +35,6 @@ TEXT_PARTS = frozenset({"text", "reasoning", "thinking", "reasoning_text"})  # p
 # `reasoning` or `thinking` is as often a switch (Llama-Nemotron's `"reasoning": "on"`) as a trace.
 RECORD_FIELD = "reasoning_content"
 TOOL_CALL_PART = "tool_call"  # a content part holding the JSON text of a call (LLaMA-Factory v1)
-OPEN_TAG, CLOSE_TAG = "<think>", "</think>"
 
 
 def field_trace(message: Mapping, where: str) -> str | None:
@@ -154,12 +155,12 @@ def read_traces(messages: tuple[Message, ...]) -> tuple[Message, ...]:
     for index, message in enumerate(messages):
         if message.role != ASSISTANT:
             if message.reasoning is not None:
-                raise RecordError(MISPLACED_REASONING, f"turn {index + 1} ({message.role}) has a reasoning trace; "
+                raise RecordError(MISPLACED_REASONING, f"turn {index} ({message.role}) has a reasoning trace; "
                                                        "only assistant turns reason")
             continue
         if message.reasoning is None and "think>" not in message.content:
             continue
-        where = f"turn {index + 1} (assistant)"
+        where = f"turn {index} (assistant)"
         trace, answer = inline_block(message.content, where)
         if message.reasoning is not None and (OPEN_TAG in message.reasoning or CLOSE_TAG in message.reasoning):
             raise RecordError(MALFORMED_REASONING, f"{where} has a think tag inside its trace")

@@ -22,8 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import Enum
 
-from ..conversation import ASSISTANT, Message
-from ..shapes.reasoning import CLOSE_TAG, OPEN_TAG  # the tags the shapes read inline blocks by
+from ..conversation import ASSISTANT, CLOSE_TAG, OPEN_TAG, Message
 
 ANSWER_GAP = "\n\n"  # between the block and what follows it
 

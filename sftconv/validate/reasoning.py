@@ -9,9 +9,8 @@ result, which stays text there (a trace pasted into the wrong turn, or a templat
 
 from __future__ import annotations
 
-from ..conversation import ASSISTANT, Preference, Record, RecordError
+from ..conversation import ASSISTANT, CLOSE_TAG, OPEN_TAG, Preference, Record, RecordError
 from ..pipeline import Source
-from ..shapes.reasoning import CLOSE_TAG, OPEN_TAG
 from .codes import REASONING_DROPPED, THINK_TAG_OUTSIDE_ANSWER
 from .report import Finding
 
@@ -35,14 +34,14 @@ def message_findings(source: Source, messages) -> list[Finding]:
     findings = []
     policy = source.template.reasoning
     if policy.applies(messages):
-        dropped = [index for index, (message, trace) in enumerate(zip(messages, policy.traces(messages)), 1)
+        dropped = [index for index, (message, trace) in enumerate(zip(messages, policy.traces(messages)))
                    if message.reasoning is not None and trace is None]
         if dropped:
             findings.append(Finding(REASONING_DROPPED, f"the trace of turn(s) {', '.join(map(str, dropped))} is "
                                                        f"left out under --keep-reasoning {policy.keep.value}"))
-    tagged = next((index for index, m in enumerate(messages, 1)
+    tagged = next((index for index, m in enumerate(messages)
                    if m.role != ASSISTANT and (OPEN_TAG in m.content or CLOSE_TAG in m.content)), None)
     if tagged is not None:
-        findings.append(Finding(THINK_TAG_OUTSIDE_ANSWER, f"turn {tagged} ({messages[tagged - 1].role}) holds a think "
+        findings.append(Finding(THINK_TAG_OUTSIDE_ANSWER, f"turn {tagged} ({messages[tagged].role}) holds a think "
                                                           "tag, kept there as text; only an assistant's is a trace"))
     return findings

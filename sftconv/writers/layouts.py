@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..template import IGNORE_INDEX
-from .arrow import METADATA, arrow_array, arrow_schema, kept_arrays, kept_fields, to_table
+from .arrow import KEPT_METADATA, METADATA, arrow_array, arrow_schema, kept_arrays, kept_fields, to_table
 from .shards import Columns, offsets_of
 
 SFT, PAIRS, KTO = "sft", "pairs", "kto"
@@ -87,7 +87,7 @@ class PairLayout:
         lengths = [pa.field(name, pa.int32(), nullable=False)
                    for name in (PROMPT_LENGTH, CHOSEN_LENGTH, "rejected_length")]
         return pa.schema([*token_fields("chosen_"), *token_fields("rejected_"), *lengths, *kept_fields(self.keep)],
-                         metadata={**METADATA, **PAIR_METADATA})
+                         metadata={**METADATA, **PAIR_METADATA, **(KEPT_METADATA if self.keep else {})})
 
     def sides(self, columns: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Which tokens are chosen ones, and each row's chosen and rejected lengths."""
@@ -123,7 +123,7 @@ class KtoLayout:
         return pa.schema([*token_fields(""), pa.field(LABEL, pa.bool_(), nullable=False),
                           pa.field(PROMPT_LENGTH, pa.int32(), nullable=False),
                           pa.field("length", pa.int32(), nullable=False), *kept_fields(self.keep)],
-                         metadata={**METADATA, **PAIR_METADATA})
+                         metadata={**METADATA, **PAIR_METADATA, **(KEPT_METADATA if self.keep else {})})
 
     def table(self, columns: Columns) -> pa.Table:
         arrays = [*token_arrays(columns.input_ids, columns.loss_mask, columns.row_offsets),
