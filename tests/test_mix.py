@@ -339,7 +339,9 @@ def test_every_convert_option_is_a_recipe_key():
     run_wide = {"format", "shard_rows", "shard_bytes", "pack", "pack_window", "mapping"}
     renamed = {"unit_bytes": "unit_size"}
     for field in ConvertOptions.__dataclass_fields__:
-        if field not in run_wide:
+        if field == "reasoning":  # the policy, given as its three settings
+            assert {"keep_reasoning", "train_reasoning", "empty_reasoning"} <= keys
+        elif field not in run_wide:
             assert renamed.get(field, field) in keys
     spec = parse_recipe({"sources": [{"name": "a", "inputs": "a", "special_text": "reject", "drop_empty_turns": True,
                                       "messages_field": "dialog", "role_alias": {"bot": "assistant"},
@@ -453,3 +455,14 @@ def test_the_mix_command_says_which_source_it_converts(tmp_path):
     assert f"converting source a into {tmp_path / 'cache'}/a-" in first.stderr
     again = CliRunner().invoke(main, [*command, "-o", str(tmp_path / "two")])
     assert "converting" not in again.stderr and again.stdout.splitlines()[1].split()[:2] == ["a", "reused"]
+
+
+def test_reasoning_settings_in_a_recipe_reach_the_source_and_a_mix_blends_sft_only():
+    spec = parse_recipe({"defaults": {"keep_reasoning": "last"},
+                         "sources": [{"name": "a", "inputs": "a", "train_reasoning": False}]}).sources[0]
+    assert spec.options.reasoning.to_json() == {"keep": "last", "train": False, "empty": False}
+    assert spec.options.task == "sft"  # preference records are rejected, as in an SFT convert, never blended
+    for key, value, message in (("task", "preference", "a mix blends SFT samples"),
+                                ("keep_columns", ["id"], "traced by their source and source_row")):
+        with pytest.raises(RecipeError, match=message):
+            parse_recipe({"sources": [{"name": "a", "inputs": "a", key: value}]})
