@@ -450,7 +450,7 @@ def open_source(inputs: list[str], options: SourceOptions, *, unreadable: dict[s
     if not paths:
         raise InputError(f"no input files found in {', '.join(inputs)}")
     # Before any record is read: a wrong tokenizer stops the run here.
-    sizes = [p.stat().st_size if isinstance(p, Path) else None for p in paths]
+    sizes = [input_identity(p).get("bytes") for p in paths]  # a URL's from its store; None for an hf: dataset
     tokenizer, template = load_tokenizer(options, None if None in sizes else sum(sizes))
     warnings, names, samples = chat_template_notes(tokenizer, template), {}, {}
     for path in paths:
