@@ -240,6 +240,13 @@ def progress_option(command):
                              "--quiet still hides it.  [default: only on a terminal]")(command)
 
 
+def allow_empty_option(command):
+    """`--allow-empty`, shared by the commands that write a dataset: an empty result exits 1 without it."""
+    return click.option("--allow-empty", is_flag=True,
+                        help="Exit 0 even when no sample is written (every record rejected or dropped, or no "
+                             "records); without it such a run exits 1, saying why.")(command)
+
+
 def bar_shown(quiet: bool, force_progress: bool) -> bool | None:
     """Whether to draw the bar: no with --quiet, yes with --progress, else None: only if stderr is a terminal."""
     return False if quiet else (True if force_progress else None)
@@ -305,9 +312,7 @@ class ByteSize(click.ParamType):
                    f"redoes only unfinished units.  [default: {UNIT_BYTES >> 20}MiB]")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @progress_option
-@click.option("--allow-empty", is_flag=True,
-              help="Exit 0 even when no sample is written (every record rejected or dropped, or no records); "
-                   "without it such a run exits 1, saying why.")
+@allow_empty_option
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Processes that parse, render and tokenize; 1 runs everything in one process. The output "
                    "is the same whatever the number.  [default: the number of CPU cores]")
@@ -760,13 +765,14 @@ def stats_rows(stats: dict) -> list[tuple[str, str]]:
 @click.option("--overwrite", is_flag=True, help="Replace an earlier mix in the output folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @progress_option
+@allow_empty_option
 @click.option("-j", "--workers", type=click.IntRange(min=1), default=None,
               help="Processes that convert a source whose cache is missing.  [default: the number of CPU cores]")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Who converts the sources whose cache is missing: this machine, or Ray tasks (as for convert).")
 @click.option("--ray-address", metavar="ADDRESS", default=None,
               help="The Ray cluster for --engine ray, as for convert.")
-def mix(recipe, out_dir, cache_dir, overwrite, quiet, force_progress, workers, engine, ray_address):
+def mix(recipe, out_dir, cache_dir, overwrite, quiet, force_progress, allow_empty, workers, engine, ray_address):
     """Blend many sources, each with its own options and share, into one shuffled, traceable dataset.
 
     RECIPE (YAML or JSON, see schemas/recipe.json and the README's Mixes section) lists the
@@ -819,6 +825,9 @@ def mix(recipe, out_dir, cache_dir, overwrite, quiet, force_progress, workers, e
         click.echo(f"warning: {warning}", err=True)
     if not quiet:
         echo_mix(manifest, caches, out_dir)
+    if not manifest["counts"]["written"] and not allow_empty:
+        raise click.ClickException("no samples in the mix: its sources gave none (see each cache's rejects.jsonl); "
+                                   "pass --allow-empty if an empty result is what you want")
 
 
 def announce_source(spec, folder) -> None:

@@ -466,3 +466,14 @@ def test_reasoning_settings_in_a_recipe_reach_the_source_and_a_mix_blends_sft_on
                                 ("keep_columns", ["id"], "traced by their source and source_row")):
         with pytest.raises(RecipeError, match=message):
             parse_recipe({"sources": [{"name": "a", "inputs": "a", key: value}]})
+
+
+def test_a_mix_with_no_samples_exits_1_unless_an_empty_result_is_allowed(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "no answer"}]}) + "\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"sources": [{"name": "bad", "inputs": str(data)}]}))
+    args = ["mix", str(recipe), "-o", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "-q", "-j", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "no samples in the mix" in result.stderr, result.output
+    assert CliRunner().invoke(main, [*args, "--overwrite", "--allow-empty"]).exit_code == 0
