@@ -761,7 +761,7 @@ def stats_rows(stats: dict) -> list[tuple[str, str]]:
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Output folder for the mix's shards and manifest.json.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder of the per-source caches.  [default: $SFTCONV_CACHE, else ~/.cache/sftconv/mix]")
+              help="Folder of the per-source caches.  [default: $SFTCONV_CACHE_DIR/mix, else ~/.cache/sftconv/mix]")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier mix in the output folder.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @progress_option

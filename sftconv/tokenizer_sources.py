@@ -57,7 +57,8 @@ def special_token_names() -> list[str]:
 
 
 def cache_dir() -> Path:
-    """Where derived tokenizer data is kept: $SFTCONV_CACHE_DIR, else $XDG_CACHE_HOME/sftconv, else ~/.cache/sftconv."""
+    """Where sftconv keeps what it derives (tokenizer data; mixes' source caches under `mix/`): $SFTCONV_CACHE_DIR,
+    else $XDG_CACHE_HOME/sftconv, else ~/.cache/sftconv."""
     if os.environ.get("SFTCONV_CACHE_DIR"):
         return Path(os.environ["SFTCONV_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sftconv"

@@ -295,7 +295,9 @@ def test_the_mix_command_prints_a_table_and_reuses_caches(built, tmp_path):
                                        "--overwrite"])
     assert result.exit_code == 0
     assert result.stdout.splitlines()[1].split()[:5] == ["cookbook", "reused", "4", "12", "3.00"]
-    check = CliRunner().invoke(main, ["validate", str(recipe)], env={"SFTCONV_CACHE": str(cache)})
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "mix").symlink_to(cache)  # where validate finds caches by default
+    check = CliRunner().invoke(main, ["validate", str(recipe)], env={"SFTCONV_CACHE_DIR": str(tmp_path / "root")})
     assert check.exit_code == 0 and check.stdout.count(", cached (") == 5
 
 
@@ -390,7 +392,9 @@ def test_a_share_no_sample_can_meet_is_an_error(tmp_path):
                                            "it adds nothing"]
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"sources": [*base, {"name": "bad", "inputs": "bad.jsonl", "samples": 3}]}))
-    check = CliRunner().invoke(main, ["validate", str(recipe)], env={"SFTCONV_CACHE": str(tmp_path / "cache")})
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "mix").symlink_to(tmp_path / "cache")  # where validate finds caches by default
+    check = CliRunner().invoke(main, ["validate", str(recipe)], env={"SFTCONV_CACHE_DIR": str(tmp_path / "root")})
     assert check.exit_code == 1 and "source bad: samples 3 cannot be met: its cache (" in check.stderr
 
 

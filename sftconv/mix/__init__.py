@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .blend import DATA_PATH_FILE, MixError, blend
-from .cache import CACHE_ENV, Cached, build_cache, default_cache
+from .cache import Cached, build_cache, default_cache
 from .recipe import Recipe, RecipeError, SourceSpec, load_recipe, parse_recipe
 
 if TYPE_CHECKING:
@@ -41,5 +41,5 @@ def make_mix(recipe: Recipe, out_dir: str, *, cache: Path | None = None, overwri
     return blend(recipe, caches, out_dir, overwrite=overwrite), caches
 
 
-__all__ = ["CACHE_ENV", "DATA_PATH_FILE", "Cached", "MixError", "Recipe", "RecipeError", "SourceSpec", "blend",
+__all__ = ["DATA_PATH_FILE", "Cached", "MixError", "Recipe", "RecipeError", "SourceSpec", "blend",
            "build_cache", "default_cache", "load_recipe", "make_mix", "parse_recipe"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache, cached_property
@@ -27,14 +26,10 @@ from .recipe import SourceSpec
 if TYPE_CHECKING:
     from ..ray_engine import RayEngine
 
-CACHE_ENV = "SFTCONV_CACHE"  # overrides the default cache folder; --cache overrides both
-
-
 def default_cache() -> Path:
-    """$SFTCONV_CACHE, else $XDG_CACHE_HOME/sftconv/mix, else ~/.cache/sftconv/mix."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sftconv" / "mix"
+    """`mix` in sftconv's cache folder: $SFTCONV_CACHE_DIR/mix, else $XDG_CACHE_HOME/sftconv/mix, else
+    ~/.cache/sftconv/mix (`--cache` overrides it)."""
+    return tokenizer_sources.cache_dir() / "mix"
 
 
 @dataclass(frozen=True)
