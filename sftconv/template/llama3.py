@@ -269,7 +269,7 @@ class Llama3Template:
                 exact[len(sizes) + len(exact)] = self._assemble(messages, flags)
                 continue
             texts = [message.content.strip() for message in messages]
-            if any("<|" in text for text in texts):
+            if "<|" in "\0".join(texts):  # in one of them: "\0" cannot be part of "<|"
                 exact[len(sizes) + len(exact)] = self._assemble(messages, flags)
                 continue
             roles += [message.role for message in messages]
