@@ -140,10 +140,10 @@ def main() -> None:
     names = list(best)
     layouts = {names[1]: names[8], names[2]: names[8], names[3]: names[9]}  # each call's template layout
     others = sum(best[name] for name in names[5:] if name not in layouts.values())
-    for backend, name in (("tiktoken", names[1]), ("fastokens, marked text", names[2]),
-                          ("fastokens, contents as one list", names[3])):
+    for backend, name in (("tiktoken backend", names[1]), ("fastokens backend, marked text", names[2]),
+                          ("fastokens backend, contents as one list", names[3])):
         total = others + best[name] + best[layouts[name]]
-        print(f"| **sftconv in all, {backend} backend (its tokenizer calls and every other stage)** | **{total:.3f}** "
+        print(f"| **sftconv in all, {backend} (its tokenizer calls, their layout, every other stage)** | **{total:.3f}** "
               f"| **{total / limit:.2f}** |")
     print(f"\ntokenizer calls: fastokens takes {best[names[3]] / best[names[1]]:.2f} of tiktoken's CPU time; "
           f"the stages other than tokenizing and layout take {others:.3f} s")
