@@ -58,6 +58,8 @@ def meaning_codes(data: Any, read: Collection[str] = ()) -> tuple[str, ...]:
         return ()
     present = {name: MEANINGFUL_FIELDS[name] for name in data.keys() & MEANINGFUL_FIELDS.keys()
                if name not in read and data[name] not in (None, "", [], {})}
+    if not present:  # most records: only the placeholder check is left
+        return (MEDIA_PLACEHOLDER,) if has_placeholder(data) else ()
     codes = set()
     for name, kind in sorted(present.items()):
         if kind == MEDIA:
