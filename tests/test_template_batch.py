@@ -6,6 +6,8 @@ import random
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sftconv.conversation import NO_TRAINED_TOKENS, Conversation, Location, Message
 from sftconv.template import Llama3Template, MaskPolicy, Samples
@@ -108,3 +110,30 @@ def test_flat_and_marked_layouts_write_the_same_arrays(each_backend, policy, mon
         a, b = getattr(marked, name), getattr(flat, name)
         assert a.dtype == b.dtype and np.array_equal(a, b), name
     assert len(marked) > 200
+
+
+PIECE = st.one_of(st.sampled_from(PIECES), st.text(max_size=12))
+CHAT = st.lists(st.tuples(st.sampled_from(["system", "user", "assistant", "ipython"]),
+                          st.lists(PIECE, max_size=6).map("".join), st.sampled_from([None, True, False])),
+                min_size=1, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(chats=st.lists(CHAT, max_size=8), policy=st.sampled_from(list(MaskPolicy)))
+def test_flat_layout_is_the_marked_layout_on_any_text(tokenizer, chats, policy):
+    """Whatever the texts and flags, the list-of-contents layout gives the marked text's arrays."""
+    conversations = [Conversation(tuple(Message(role, text, train) for role, text, train in chat), HERE)
+                     for chat in chats]
+    template = Llama3Template(tokenizer, policy)
+    results = []
+    for flat in (True, False):
+        tokenizer.backend.flat_batches = flat  # on this backend only, for this call
+        try:
+            results.append(template.render_samples(conversations))
+        finally:
+            del tokenizer.backend.flat_batches
+    (flat, flat_errors), (marked, marked_errors) = results
+    assert [e is None for e in flat_errors] == [e is None for e in marked_errors]
+    for name in ("input_ids", "loss_mask", "lengths"):
+        a, b = getattr(flat, name), getattr(marked, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
