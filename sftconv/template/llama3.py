@@ -244,6 +244,8 @@ class Llama3Template:
         name and every content is cut off from its neighbours by special tokens, then tokenized in a
         single call: special tokens are split points of the BPE, so each content gets exactly the ids
         it gets alone. The mask follows from where the special ids land, without a loop over tokens.
+        A backend that encodes a list of texts faster (`flat_batches`: fastokens) gets the contents as
+        one list instead, and the special ids are put around them (`_tokenize_flat`): the same arrays.
         A conversation whose content holds `<|` (which could spell a special token) is rendered
         message by message instead, so typed special-token text always stays text, and so is one
         with a reasoning block, whose mask changes inside a content.
