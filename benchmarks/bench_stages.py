@@ -100,10 +100,10 @@ def main() -> None:
                 lambda: [encoding.encode_to_numpy(t, allowed_special={SEPARATOR}, disallowed_special=()) for t in joined],
             "sftconv's tokenizer calls, tiktoken backend (the marked text of the same samples)":
                 lambda: [encode_marked(text, MARKERS) for text in marked],
-            "sftconv's tokenizer calls, fastokens backend (the same texts; spot check included)":
+            "sftconv's tokenizer calls, fastokens backend, marked text (the old layout; spot check included)":
                 lambda: [fast.encode_marked(text, MARKERS) for text in marked],
-            "sftconv's tokenizer calls, fastokens backend, contents as one list (`encode_flat`, as render_samples now "
-            "calls it)": lambda: [fast.encode_flat(texts) for texts in chunk_contents],
+            "sftconv's tokenizer calls, fastokens backend, contents as one list (`encode_flat`, the new layout)":
+                lambda: [fast.encode_flat(texts) for texts in chunk_contents],
             "fastokens alone on the contents (encode_batch_flat, one call per chunk of samples)":
                 lambda: [fast.backend.fast.encode_batch_flat(texts) for texts in chunk_contents],
             "JSON Lines parsing (msgspec) and the Record/Location objects":
@@ -112,7 +112,7 @@ def main() -> None:
                 lambda: [first_marker(record.data) for chunk in records for record in chunk],
             "record shapes and turn rules (`InputShape`: OpenAIShape, TurnRules, checked_texts)":
                 lambda: [[shape(record) for record in chunk] for chunk in records],
-            "template layout in Python and the mask with numpy (render_samples, tokenizer calls left out)":
+            "template layout for the marked text (tiktoken; tokenizer calls left out)":
                 render_without_tokenizer,
             "template layout for a list of contents (fastokens: `_tokenize_flat`, tokenizer calls left out)":
                 render_flat_without_tokenizer,
