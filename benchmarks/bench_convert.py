@@ -152,11 +152,12 @@ def meta_peer(conversations: list[list[dict]]) -> tuple[float, int]:
     return time.perf_counter() - start, tokens
 
 
-def convert(source: Path, extra: list[str], quiet: bool = True) -> tuple[Measured, int]:
-    """A real `sftconv convert` process: its measurements and the tokens it wrote."""
+def convert(source: Path, extra: list[str], quiet: bool = True, code: Path = ROOT) -> tuple[Measured, int]:
+    """A real `sftconv convert` process running the sftconv in `code` (a checkout): its measurements and tokens."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "sftconv", "convert", str(source), "-o", out, *(["-q"] if quiet else []), *extra]
-        measured = run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        measured = run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         tokens = json.loads((Path(out) / "manifest.json").read_text())["counts"]["tokens"]
     return measured, tokens
 
@@ -179,6 +180,9 @@ def main() -> None:
     parser.add_argument("--sftconv-args", default="", help="extra convert options, e.g. '--format megatron'")
     parser.add_argument("--backends", default="tiktoken,fastokens",
                         help="--tokenizer-backend values to convert with (default tiktoken,fastokens)")
+    parser.add_argument("--baseline", type=Path, action="append", default=[],
+                        help="another sftconv checkout (`git worktree add /tmp/old COMMIT`) whose convert runs "
+                             "beside this one's, with the same options; may be given more than once")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
     containers = args.containers.split(",")
@@ -211,12 +215,15 @@ def main() -> None:
             for container in containers:
                 for count in workers:
                     for backend in args.backends.split(","):
-                        label = f"sftconv convert, {container} input, --workers {count}, {backend}"
-                        measured, tokens = convert(sources[container], ["--workers", str(count),
-                                                                        "--tokenizer-backend", backend, *extra])
-                        runs.setdefault(label, []).append(Row(label, measured.seconds, text_mb, tokens,
-                                                              measured.cpu_seconds, measured.peak_rss_mb,
-                                                              measured.peak_pss_mb))
+                        for code in [ROOT, *args.baseline]:
+                            label = f"sftconv convert, {container} input, --workers {count}, {backend}" + (
+                                "" if code == ROOT else f" ({baseline_name(code)})")
+                            measured, tokens = convert(sources[container], ["--workers", str(count),
+                                                                            "--tokenizer-backend", backend, *extra],
+                                                       code=code)
+                            runs.setdefault(label, []).append(Row(label, measured.seconds, text_mb, tokens,
+                                                                  measured.cpu_seconds, measured.peak_rss_mb,
+                                                                  measured.peak_pss_mb))
             label = f"sftconv convert, jsonl input, --workers {workers[-1]}, auto, progress bar on"
             measured, tokens = convert(corpus, ["--workers", str(workers[-1]), *extra], quiet=False)
             runs.setdefault(label, []).append(Row(label, measured.seconds, text_mb, tokens, measured.cpu_seconds,
@@ -252,9 +259,18 @@ def main() -> None:
     print()
     for label, row in best.items():
         if label.startswith("sftconv") and "progress" not in label:
+            before = [(code, best[f"{label} ({baseline_name(code)})"]) for code in args.baseline
+                      if f"{label} ({baseline_name(code)})" in best]
             print(f"{label}: {row.text_mb / row.seconds / faster_peer:.1f}x the faster peer; "
                   f"{row.seconds / limit.seconds:.2f}x the tiktoken limit's time"
-                  + (f", {row.seconds / fast_alone.seconds:.2f}x fastokens alone" if fast_alone else ""))
+                  + (f", {row.seconds / fast_alone.seconds:.2f}x fastokens alone" if fast_alone else "")
+                  + "".join(f", {row.seconds / old.seconds:.2f}x {baseline_name(code)}'s time" for code, old in before))
+
+
+def baseline_name(code: Path) -> str:
+    """A checkout named by its commit, as the table shows it."""
+    commit = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"at {commit.stdout.strip()}" if commit.returncode == 0 else str(code)
 
 
 if __name__ == "__main__":

@@ -502,6 +502,7 @@ def load_tokenizer(options: SourceOptions, input_bytes: int | None = None) -> tu
     """
     try:
         tokenizer = Tokenizer(options.tokenizer, backend=auto_backend(options.tokenizer_backend, input_bytes))
+        tokenizer.preload(wait=False)  # while records are sampled and shapes found
         return tokenizer, options.make_template(tokenizer)
     except (OSError, ValueError) as error:
         raise ConvertError(f"cannot load tokenizer: {error}") from error

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Set
 from importlib.metadata import PackageNotFoundError, version
 
@@ -103,12 +104,13 @@ class TiktokenBackend:
     """tiktoken's own encoder: the reference every other backend is checked against."""
 
     name = "tiktoken"
+    flat_batches = False  # one marked text (`encode_marked`) is its fastest form, not a list of texts
 
     def __init__(self, encoding: tiktoken.Encoding):
         self.encoding = encoding
         self.version = version("tiktoken")
 
-    def preload(self) -> None:
+    def preload(self, *, wait: bool = True) -> None:
         """Nothing to do: tiktoken is ready once built."""
 
     def encode(self, text: str) -> list[int]:
@@ -117,6 +119,12 @@ class TiktokenBackend:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         encode = self.encoding.encode_ordinary
         return [encode(text) for text in texts]
+
+    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        ids = self.encode_batch(texts)
+        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum([len(i) for i in ids], out=offsets[1:])
+        return np.fromiter((t for i in ids for t in i), dtype=np.uint32, count=int(offsets[-1])), offsets
 
     def encode_marked(self, text: str, markers: Set[str]) -> np.ndarray:
         try:
@@ -136,12 +144,15 @@ class FastokensBackend:
     """
 
     name = "fastokens"
+    flat_batches = True  # a list of texts in one call is its fastest form
 
     def __init__(self, encoding: tiktoken.Encoding, ranks: dict[bytes, int], fingerprint: str):
         self.reference = TiktokenBackend(encoding)
         self.version = fastokens_version()
         self._ranks, self._fingerprint = ranks, fingerprint
         self._fast = None
+        self._loader: threading.Thread | None = None  # loading in the background (`preload(wait=False)`)
+        self._load_error: BaseException | None = None
         self._calls = 0
         self._splitters: dict[frozenset, tuple[re.Pattern, dict[str, int]]] = {}
 
@@ -151,6 +162,11 @@ class FastokensBackend:
 
         Kept for the process's life, shared by every Tokenizer of the same ranks: it takes about a second to load.
         """
+        if self._loader is not None and self._loader is not threading.current_thread():
+            self._loader.join()
+            self._loader, error, self._load_error = None, self._load_error, None
+            if error is not None:
+                raise error
         if self._fast is None and self._fingerprint in LOADED:
             self._fast = LOADED[self._fingerprint]
         if self._fast is None:
@@ -174,9 +190,20 @@ class FastokensBackend:
             LOADED[self._fingerprint] = self._fast
         return self._fast
 
-    def preload(self) -> None:
-        """Load and self-check fastokens now rather than at the first text."""
-        self.fast
+    def preload(self, *, wait: bool = True) -> None:
+        """Load and self-check fastokens now rather than at the first text; with `wait` False, in a thread while
+        the caller goes on (the load releases the GIL), its first use waiting for it and raising what it raised."""
+        if wait:
+            self.fast
+        elif self._fast is None and self._loader is None and self._fingerprint not in LOADED:
+            self._loader = threading.Thread(target=self._load_quietly, name="fastokens-load", daemon=True)
+            self._loader.start()
+
+    def _load_quietly(self) -> None:
+        try:
+            self.fast
+        except BaseException as error:  # raised again in the thread that first uses the backend
+            self._load_error = error
 
     def check(self, texts: list[str], where: str) -> None:
         """Raise BackendMismatch unless fastokens gives tiktoken's ids for every text."""
@@ -214,6 +241,11 @@ class FastokensBackend:
         ids, offsets = self._flat(texts)
         self._spot_check(texts)
         return [ids[start:end].tolist() for start, end in zip(offsets[:-1], offsets[1:])]
+
+    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        ids, offsets = self._flat(texts)
+        self._spot_check(texts)
+        return ids, offsets
 
     def encode_marked(self, text: str, markers: Set[str]) -> np.ndarray:
         """As tiktoken does it: the text is cut at each marker, the pieces encoded, the markers' ids put between."""

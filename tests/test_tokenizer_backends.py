@@ -153,3 +153,19 @@ def test_auto_is_fastokens_for_large_or_unknown_inputs():
     assert auto_backend("auto", AUTO_FASTOKENS_BYTES) == auto_backend("auto", None) == "fastokens"
     assert auto_backend("auto", AUTO_FASTOKENS_BYTES - 1) == "tiktoken"
     assert auto_backend("tiktoken", None) == "tiktoken" and auto_backend("fastokens", 0) == "fastokens"
+
+
+def test_a_background_load_is_waited_for_and_its_failure_raised_at_first_use(backends, monkeypatch):
+    fast, slow = backends
+    monkeypatch.setattr(tokenizer_backends, "LOADED", {})
+    fresh = Tokenizer(backend="fastokens")
+    fresh.backend.preload(wait=False)
+    assert fresh.backend._loader is not None  # loading while this thread goes on
+    assert fresh.encode_flat(ADVERSARIAL[:3])[0].tolist() == [t for text in ADVERSARIAL[:3] for t in slow.encode(text)]
+    assert fresh.backend._loader is None
+    monkeypatch.setattr(tokenizer_backends, "LOADED", {})
+    backend = wrong_reference(fast, (b"Hello", b" banana"))
+    backend._fast = None
+    backend.preload(wait=False)
+    with pytest.raises(BackendMismatch, match="its start-up self-check"):
+        backend.encode("anything")

@@ -58,6 +58,8 @@ def meaning_codes(data: Any, read: Collection[str] = ()) -> tuple[str, ...]:
         return ()
     present = {name: MEANINGFUL_FIELDS[name] for name in data.keys() & MEANINGFUL_FIELDS.keys()
                if name not in read and data[name] not in (None, "", [], {})}
+    if not present:  # most records: only the placeholder check is left
+        return (MEDIA_PLACEHOLDER,) if has_placeholder(data) else ()
     codes = set()
     for name, kind in sorted(present.items()):
         if kind == MEDIA:
@@ -87,8 +89,8 @@ def has_placeholder(data: Any) -> bool:
         text = json_encoder().encode(data)
     except Exception:  # not JSON (a Parquet timestamp, bytes...): its strings one by one
         return any(mark.decode() in text for text in strings(data) for mark in PLACEHOLDERS)
-    # Substring tests, not a regex: several times faster on the long JSON text of a record.
-    return any(mark in text for mark in PLACEHOLDERS)
+    # Substring tests, not a regex: several times faster on the long JSON text of a record; most hold no "<" at all.
+    return b"<" in text and any(mark in text for mark in PLACEHOLDERS)
 
 
 @cache

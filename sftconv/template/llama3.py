@@ -254,13 +254,15 @@ class Llama3Template:
         name and every content is cut off from its neighbours by special tokens, then tokenized in a
         single call: special tokens are split points of the BPE, so each content gets exactly the ids
         it gets alone. The mask follows from where the special ids land, without a loop over tokens.
+        A backend that encodes a list of texts faster (`flat_batches`: fastokens) gets the contents as
+        one list instead, and the special ids are put around them (`_tokenize_flat`): the same arrays.
         A conversation whose content holds `<|` (which could spell a special token) is rendered
         message by message instead, so typed special-token text always stays text, and so is one
         with a reasoning block, whose mask changes inside a content.
         """
         policy, train_headers = self.policy, self.policy is MaskPolicy.ALL
-        headers = self._header_texts
-        parts: list[str] = []  # per sample: BOS, then each message's header, content and end of turn
+        roles: list[str] = []  # per message of the batch-rendered samples
+        contents: list[str] = []
         kinds: list[int] = []  # per message: 0 untrained, 1 trained, 2 header trained too
         sizes: list[int] = []  # per sample: its number of messages
         errors: list[RecordError | None] = []
@@ -278,20 +280,31 @@ class Llama3Template:
             if self.reasoning.applies(messages):
                 exact[len(sizes) + len(exact)] = self._assemble(messages, flags)
                 continue
-            first_part = len(parts)
-            parts.append(BOS)
-            for message in messages:
-                text = message.content.strip()
-                if "<|" in text:
-                    del parts[first_part:]
-                    exact[len(sizes) + len(exact)] = self._assemble(messages, flags)
-                    break
-                parts += (headers.get(message.role) or self._header_text(message.role), text, EOT)
-            else:
-                sizes.append(len(messages))
-                kinds += [2 * trained for trained in flags] if train_headers else flags
-        samples = self._tokenize("".join(parts), kinds, sizes)
+            texts = [message.content.strip() for message in messages]
+            if "<|" in "\0".join(texts):  # in one of them: "\0" cannot be part of "<|"
+                exact[len(sizes) + len(exact)] = self._assemble(messages, flags)
+                continue
+            roles += [message.role for message in messages]
+            contents += texts
+            sizes.append(len(messages))
+            kinds += [2 * trained for trained in flags] if train_headers else flags
+        if self.tokenizer.backend.flat_batches:
+            samples = self._tokenize_flat(roles, contents, kinds, sizes)
+        else:
+            samples = self._tokenize(self._marked_text(roles, contents, sizes), kinds, sizes)
         return (samples.merged(exact) if exact else samples), errors
+
+    def _marked_text(self, roles: list[str], contents: list[str], sizes: list[int]) -> str:
+        """The samples as one text: per sample BOS, then each message's header, content and end of turn."""
+        headers = self._header_texts
+        parts: list[str] = []
+        message = 0
+        for size in sizes:
+            parts.append(BOS)
+            for role, text in zip(roles[message:message + size], contents[message:message + size]):
+                parts += (headers.get(role) or self._header_text(role), text, EOT)
+            message += size
+        return "".join(parts)
 
     def _header_text(self, role: str) -> str:
         """A message's header as marked text, up to its content."""
@@ -327,6 +340,47 @@ class Llama3Template:
         keep = ids != self._special_ids[self._separator]
         lengths = np.add.reduceat(1 + run - separator, firsts) if len(sizes) else np.zeros(0, dtype=np.int64)
         return Samples(ids[keep].astype(np.int32), mask[keep], lengths.astype(np.int64))
+
+    def _tokenize_flat(self, roles: list[str], contents: list[str], kinds: list[int], sizes: list[int]) -> Samples:
+        """Contents -> samples, for a backend that encodes a list of texts at once: the contents are encoded in one
+        call, and BOS, headers and ends of turn put around them, the mask following each piece's length.
+
+        The same ids as `_tokenize`: there the special tokens cut the marked text into these very pieces.
+        """
+        import numpy as np
+
+        ids, offsets = self.tokenizer.encode_flat(contents)
+        content_len = np.diff(offsets)
+        names = list(dict.fromkeys(roles))
+        number = {name: i for i, name in enumerate(names)}
+        role = np.array([number[name] for name in roles], dtype=np.int64)
+        headers = [np.array(self.header_ids(name), dtype=np.int32) for name in names]
+        header_len = np.array([len(h) for h in headers], dtype=np.int64)[role]
+        kind = np.array(kinds, dtype=np.uint8)
+        sizes = np.array(sizes, dtype=np.int64)
+        sample = np.repeat(np.arange(len(sizes)), sizes)  # each message's sample
+        message_len = header_len + content_len + 1  # header, content, end of turn
+        before = np.zeros(len(roles), dtype=np.int64)  # where each message starts: the messages and BOSes before it
+        np.cumsum(message_len[:-1], out=before[1:])
+        start = before + sample + 1
+        firsts = np.zeros(len(sizes), dtype=np.int64)  # each sample's first message
+        np.cumsum(sizes[:-1], out=firsts[1:])
+        lengths = np.add.reduceat(message_len, firsts) + 1 if len(sizes) else np.zeros(0, dtype=np.int64)
+        out = np.empty(int(lengths.sum()), dtype=np.int32)
+        mask = np.zeros(len(out), dtype=np.uint8)
+        out[start[firsts] - 1] = self.tokenizer.bos_id
+        for i, header in enumerate(headers):
+            at = start[role == i][:, None] + np.arange(len(header))
+            out[at] = header
+            mask[at[kind[role == i] == 2]] = 1
+        body = start + header_len  # where each content starts; its end of turn follows it
+        out[np.repeat(body - offsets[:-1], content_len) + np.arange(len(ids))] = ids
+        out[body + content_len] = self.tokenizer.eot_id
+        trained = content_len + 1  # content and end of turn share the message's mask
+        firsts_trained = np.zeros(len(roles), dtype=np.int64)
+        np.cumsum(trained[:-1], out=firsts_trained[1:])
+        mask[np.repeat(body - firsts_trained, trained) + np.arange(int(trained.sum()))] = np.repeat(kind > 0, trained)
+        return Samples(out, mask, lengths.astype(np.int64))
 
     def _assemble(self, messages: tuple[Message, ...], flags: list[bool]) -> tuple[list[int], list[int]]:
         """Lay out BOS, headers, contents and end-of-turn ids one message at a time, the mask known from their lengths."""
