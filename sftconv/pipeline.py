@@ -8,7 +8,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import astuple, dataclass, field, replace
-from functools import cached_property
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
@@ -24,12 +23,12 @@ from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .readers.json import MissingRecords
 from .remote import UrlError, is_url, join, object_version
-from .shapes import AUTO, FieldMapping, Shape, ShapeNotFound, TranscriptShape, TurnRules
+from .shapes import AUTO, FieldMapping, ShapeNotFound, TurnRules
 from .shapes.candidates import Candidate, auto_layout
 from .shapes.mapping import UnknownField, check_field
-from .shapes.meaning import meaning_codes, warning_text
+from .shapes.meaning import warning_text
 from .shapes.reasoning import read_traces
-from .shapes.transcript import without_llama2_marks
+from .shapes.shaper import Shaper
 from .shapes.turns import checked_texts
 from .tasks import ALL_SHAPES, PREFERENCE, SFT, TASK_CHOICES, PreferenceTask, SftTask, detect, make_task, task_of
 from .template import TEMPLATES, Encoded, Llama3Template, Llama31Template, MaskPolicy, Samples, ToolPlacement
@@ -327,48 +326,13 @@ def batched(items: Iterable, size: int) -> Iterator[list]:
         yield batch
 
 
-@dataclass(frozen=True)
-class InputShape:
+class InputShape(Shaper):
     """How one input's records become conversations: field names renamed, the shape, inline traces, the turn rules."""
-
-    shape: Shape
-    mapping: FieldMapping
-    rules: TurnRules
 
     def __call__(self, record: Record) -> Conversation:
         data = self.mapping.apply(record.data, self.shape.fields)
         messages = self.rules(read_traces(self.read_with(self.shape, data)))
         return checked_texts(Conversation(messages, record.location, self.read_with(self.shape.tools, data)))
-
-    def read_with(self, read, data):
-        """`read(data)`, its RecordError (about the renamed record) said again in the user's field names."""
-        try:
-            return read(data)
-        except RecordError as error:
-            raise RecordError(error.reason, self.mapping.in_user_names(error.detail, self.shape.fields)) from None
-
-    @cached_property
-    def read(self) -> frozenset[str]:
-        """The record fields this shape reads, by the user's names (a path's first part): `meaning` skips them."""
-        names = self.mapping.renames
-        return frozenset((names.get(key) or own).split(".")[0] for key, own in self.shape.fields.items())
-
-    def scanned(self, record: Record) -> Any:
-        """The record as the special-text scan sees it: a Llama 2 transcript's `<s>`, `[INST]`... are its
-        structure, read by the transcript shape, not text that reaches the model."""
-        field = self.mapping.transcript or "transcript"
-        data = record.data
-        if self.shape.name != TranscriptShape.name or not isinstance(data, dict) or not isinstance(data.get(field), str):
-            return data
-        return {**data, field: without_llama2_marks(data[field])}
-
-    def meaning(self, record: Record) -> tuple[str, ...]:
-        """The record's warning codes for meaningful fields it leaves unread (see `shapes.meaning`).
-
-        Raises:
-            RecordError: a field whose meaning SFT would betray (`media_field`, `preference_record`...).
-        """
-        return meaning_codes(record.data, self.read)
 
 
 class FileShapes:

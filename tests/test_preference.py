@@ -413,3 +413,16 @@ def test_llama31_pairs_render_each_side_with_the_sft_template(tmp_path, tokenize
     length = row["prompt_length"]
     assert row["chosen_input_ids"][:length] == row["rejected_input_ids"][:length]
     assert tokenizer.decode(row["chosen_input_ids"][length - 4:length]) == "<|start_header_id|>assistant<|end_header_id|>\n\n"
+
+
+def test_llama2_transcript_pairs_are_not_special_text(tmp_path):
+    """Their `<s>`, `[INST]` marks are structure the transcript shapes read, not text the model sees."""
+    records = [{"chosen": f"<s>[INST] Question {i}? [/INST] Good answer. </s>",
+                "rejected": f"<s>[INST] Question {i}? [/INST] Bad answer. </s>"} for i in range(3)]
+    out = tmp_path / "out"
+    result = convert(write_jsonl(tmp_path / "p.jsonl", records), "-o", out, "--shape", "transcript-pair",
+                     "--special-text", "reject")
+    assert result.exit_code == 0, result.output
+    found = manifest(out)
+    assert found["shapes"] == {str(tmp_path / "p.jsonl"): "transcript-pair"}
+    assert (found["counts"]["written"], found["counts"]["rejected"]) == (3, 0)

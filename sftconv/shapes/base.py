@@ -21,6 +21,7 @@ class Shape:
 
     name: ClassVar[str] = ""
     fields: ClassVar[dict[str, str]] = {}
+    transcript_fields: ClassVar[tuple[str, ...]] = ()  # keys of `fields` holding whole transcripts (Human:/[INST])
 
     def __init__(self, roles: Mapping[str, str] | None = None):
         self.roles = role_table(roles)

@@ -6,8 +6,7 @@ and splits the two sides where they start to differ, so every shape gets the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import replace
 from typing import Any
 
 from ..conversation import (
@@ -30,14 +29,13 @@ from ..conversation import (
     RecordError,
 )
 from .base import Shape
-from .mapping import FieldMapping
-from .meaning import meaning_codes
 from .openai import OpenAIShape
-from .rules import TurnRules, is_blank
+from .rules import is_blank
 from .sharegpt import ShareGPTShape
-from .tools import tool_definitions
 from .reasoning import read_traces
-from .transcript import TranscriptShape, without_llama2_marks
+from .shaper import Shaper
+from .tools import tool_definitions
+from .transcript import TranscriptShape
 from .turns import checked_texts, fields_seen, non_empty_list, optional_text
 
 NOWHERE = Location("")  # a shape's Preference before the pipeline gives it the record's location
@@ -148,6 +146,7 @@ class TranscriptPairShape(PreferenceShape):
 
     name = "transcript-pair"
     fields = {"chosen": "chosen", "rejected": "rejected"}
+    transcript_fields = ("chosen", "rejected")
 
     def __call__(self, data: Any) -> Preference:
         if not isinstance(data, dict):
@@ -217,8 +216,7 @@ def require(data: Any, key: str) -> Any:
     return data[key]
 
 
-@dataclass(frozen=True)
-class PairShaper:
+class PairShaper(Shaper):
     """How one input's records become Preferences: field names renamed, the shape, the turn rules on each side,
     then the sides split where they first differ.
 
@@ -227,16 +225,11 @@ class PairShaper:
     `prompts_differ` (one side is all prompt, or the sides differ at a user turn), `no_prompt`.
     """
 
-    shape: PreferenceShape
-    mapping: FieldMapping
-    rules: TurnRules
+    consumes = frozenset({*LABEL_FIELDS, "chosen", "rejected"})  # whatever names the shape reads them under
 
     def __call__(self, record: Record) -> Preference:
         data = self.mapping.apply(record.data, self.shape.fields)
-        try:
-            found = self.shape(data)
-        except RecordError as error:  # about the renamed record: said again in the user's field names
-            raise RecordError(error.reason, self.mapping.in_user_names(error.detail, self.shape.fields)) from None
+        found = self.read_with(self.shape, data)
         answers = (found.chosen,) if found.label is not None else (found.chosen, found.rejected)
         sides = [read_traces((*found.prompt, *answer)) for answer in answers]
         for name, side in zip(("chosen", "rejected"), sides):
@@ -248,25 +241,6 @@ class PairShaper:
         for side in sides:
             checked_texts(Conversation(side, record.location, found.tools))
         return Preference(prompt, chosen, record.location, rejected, found.label, found.tools)
-
-    @cached_property
-    def read(self) -> frozenset[str]:
-        """The record fields a preference shape reads (its answers and labels among them): `meaning` skips them."""
-        names = self.mapping.renames
-        own = {(names.get(key) or name).split(".")[0] for key, name in self.shape.fields.items()}
-        return frozenset({*own, *LABEL_FIELDS, "chosen", "rejected"})
-
-    def scanned(self, record: Record) -> Any:
-        """The record as the special-text scan sees it: Llama 2 transcripts' `<s>`, `[INST]`... are their structure."""
-        data = record.data
-        if self.shape.name != TranscriptPairShape.name or not isinstance(data, dict):
-            return data
-        names = [self.mapping.renames.get(key) or key for key in self.shape.fields]
-        return {**data, **{name: without_llama2_marks(data[name]) for name in names if isinstance(data.get(name), str)}}
-
-    def meaning(self, record: Record) -> tuple[str, ...]:
-        """The warning codes of meaningful fields the pair leaves unread (media, say; see `shapes.meaning`)."""
-        return meaning_codes(record.data, self.read)
 
 
 def split(sides: list[tuple[Message, ...]]) -> tuple[tuple, tuple, tuple]:

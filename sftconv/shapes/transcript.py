@@ -39,6 +39,7 @@ class TranscriptShape(Shape):
 
     name = "transcript"
     fields = {"transcript": "transcript"}
+    transcript_fields = ("transcript",)
 
     def __call__(self, data: Any) -> tuple[Message, ...]:
         if not isinstance(data, dict):
