@@ -374,7 +374,6 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
     from contextlib import nullcontext
 
     from .engine import default_workers
-    from .keep import check_keep_columns
     from .pipeline import ConvertError, ConvertOptions, InputError
     from .pipeline import convert as run_convert
 
@@ -389,14 +388,13 @@ def convert(inputs, out_dir, output_format, shard_rows, shard_size, max_seq_len,
                                "be packed; lower --max-seq-len or leave it out (it defaults to --pack)")
     keep = tuple(name.strip() for name in keep_columns.split(",") if name.strip())
     try:
-        check_keep_columns(keep, format=output_format, packed=pack is not None)
-    except ValueError as error:
+        options = ConvertOptions(
+            **source_fields(source), format=output_format, on_error=on_error, keep_columns=keep,
+            shard_rows=shard_rows if shard_rows is not None or shard_size is not None else 100_000,
+            shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
+            pack=pack, pack_window=pack_window or DEFAULT_WINDOW, unit_bytes=unit_size or UNIT_BYTES)
+    except ValueError as error:  # options that cannot go together (kept columns with --pack...)
         raise click.UsageError(str(error)) from error
-    options = ConvertOptions(
-        **source_fields(source), format=output_format, on_error=on_error, keep_columns=keep,
-        shard_rows=shard_rows if shard_rows is not None or shard_size is not None else 100_000,
-        shard_bytes=shard_size, max_seq_len=max_seq_len, overflow=Overflow(overflow or Overflow.DROP),
-        pack=pack, pack_window=pack_window or DEFAULT_WINDOW, unit_bytes=unit_size or UNIT_BYTES)
     if ray_address is not None and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
     runner = None  # the local engine
