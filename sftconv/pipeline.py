@@ -19,6 +19,7 @@ from .engine import WorkerError, Workers
 from .keep import check_keep_columns, kept_values
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
+from .plain import PlainBatch, PlainRecords, plain_records
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .readers.json import MissingRecords
@@ -344,6 +345,7 @@ class FileShapes:
         self.special_text = special_text  # one of SPECIAL_TEXT_POLICIES: what encode_chunk does with such text
         self.task = task or SftTask()  # renders what the shapes make: SFT samples or preference pairs
         self.keep = keep  # record fields encode_chunk carries along with each sample (--keep-columns)
+        self._plain: dict[str, PlainRecords | None] = {}  # input -> how its plain records look, once asked
 
     def __call__(self, record: Record) -> Conversation:
         return self.by_input[record.location.source](record)
@@ -355,6 +357,18 @@ class FileShapes:
     def scanned(self, record: Record) -> Any:
         """`InputShape.scanned` for the input the record came from."""
         return self.by_input[record.location.source].scanned(record)
+
+    def plain(self, chunk: Chunk, template: Llama3Template) -> PlainBatch | None:
+        """The chunk split into its plain records and the others (see `plain`); None where the batch path does not
+        apply: preference data, kept columns, or an input, template or chunk it cannot read."""
+        source = getattr(chunk, "source", None)  # a chunk of one input's file (not a RecordChunk)
+        if source is None or self.keep or self.task.name != SFT:
+            return None
+        if source not in self._plain:
+            shaped = self.by_input.get(source)
+            self._plain[source] = None if shaped is None else plain_records(shaped, template)
+        records = self._plain[source]
+        return None if records is None else records.split(chunk)
 
     @property
     def names(self) -> dict[str, str | None]:
@@ -531,6 +545,29 @@ class EncodedChunk:
 def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> EncodedChunk:
     """Decode, shape and render one chunk; runs in a worker process, so it returns flat arrays, cheap to send back.
 
+    The chunk's plain records take the batch path (`plain`), where the input allows it; every other
+    record takes `encode_records`. Both give the same bytes.
+    """
+    shape, template = job
+    plain = shape.plain(chunk, template)
+    if plain is None:
+        return encode_records(job, enumerate(chunk.records()))[0]
+    try:
+        rendered = plain.render(template)
+    except BackendMismatch as error:
+        raise ConvertError(str(error)) from error
+    if not plain.others:
+        return EncodedChunk(rendered, [], plain.read, 0)
+    result, places = encode_records(job, plain.others)
+    samples = Samples.in_order([(rendered, plain.places), (result.samples, places)])
+    return replace(result, samples=samples, read=plain.read)
+
+
+def encode_records(job: tuple[FileShapes, Llama3Template], items: Iterable[tuple[int, Record | Rejected]]
+                   ) -> tuple[EncodedChunk, list[int]]:
+    """Shape and render records, each with its place in the chunk; returns what becomes of them and the places of
+    the samples written.
+
     Special-token text is never a control token (the tokenizer encodes it as plain text); it is looked
     for in every string of each record, as `validate` does, counted, and rejected under
     `special_text="reject"`. Meaningful fields the shape leaves unread reject the record or are
@@ -544,7 +581,7 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
     notes: list[tuple[str, ...]] = []
     rejected: list[tuple[int, Rejected]] = []
     read = marked = 0
-    for index, item in enumerate(chunk.records()):
+    for index, item in items:
         read += 1
         if isinstance(item, Record):
             finding = first_marker(shape.scanned(item))
@@ -560,7 +597,7 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
             except RecordError as error:
                 item = Rejected(item.location, error.reason, error.detail, item.data)
         rejected.append((index, item))
-    total, template.reasoning_counts = template.reasoning_counts, ReasoningCounts()  # this chunk's apart
+    total, template.reasoning_counts = template.reasoning_counts, ReasoningCounts()  # these records' apart
     try:
         samples, errors = shape.task.render(template, chats)
     except BackendMismatch as error:
@@ -574,7 +611,8 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
     warned = Counter(code for codes, error in zip(notes, errors) if error is None for code in codes)
     kept = [kept_values(item.data, shape.keep) for (_, item), error in zip(shaped, errors)
             if error is None] if shape.keep else None
-    return EncodedChunk(samples, rejected, read, marked, counts, warned, kept)
+    places = [index for (index, _), error in zip(shaped, errors) if error is None]
+    return EncodedChunk(samples, rejected, read, marked, counts, warned, kept), places
 
 
 def encode_batches(items: Iterable[Record | Rejected], shape, template: Llama3Template,

@@ -125,6 +125,17 @@ class Samples:
         return cls(np.concatenate([p.input_ids for p in parts]), np.concatenate([p.loss_mask for p in parts]),
                    np.concatenate([p.lengths for p in parts]))
 
+    @classmethod
+    def in_order(cls, parts: list[tuple[Samples, list[int]]]) -> Samples:
+        """The samples of `parts`, each given with its samples' places, in the order of those places."""
+        import numpy as np
+
+        parts = [(samples, places) for samples, places in parts if len(samples)] or parts[:1]
+        if len(parts) == 1:
+            return parts[0][0]
+        order = np.argsort(np.concatenate([np.asarray(places, dtype=np.int64) for _, places in parts]), kind="stable")
+        return cls.concat([samples for samples, _ in parts]).take(order)
+
     def take(self, indices) -> Samples:
         """The samples at `indices` (ints, in any order), in that order."""
         import numpy as np
@@ -288,11 +299,18 @@ class Llama3Template:
             contents += texts
             sizes.append(len(messages))
             kinds += [2 * trained for trained in flags] if train_headers else flags
-        if self.tokenizer.backend.flat_batches:
-            samples = self._tokenize_flat(roles, contents, kinds, sizes)
-        else:
-            samples = self._tokenize(self._marked_text(roles, contents, sizes), kinds, sizes)
+        samples = self.lay_out(roles, contents, kinds, sizes)
         return (samples.merged(exact) if exact else samples), errors
+
+    def lay_out(self, roles: list[str], contents: list[str], kinds: list[int], sizes: list[int]) -> Samples:
+        """Samples of plain messages (trimmed contents free of `<|`, no traces), in the backend's fastest form.
+
+        `roles` and `contents` are per message, `kinds` its mask (0 untrained, 1 trained, 2 header trained
+        too), `sizes` the messages of each sample.
+        """
+        if self.tokenizer.backend.flat_batches:
+            return self._tokenize_flat(roles, contents, kinds, sizes)
+        return self._tokenize(self._marked_text(roles, contents, sizes), kinds, sizes)
 
     def _marked_text(self, roles: list[str], contents: list[str], sizes: list[int]) -> str:
         """The samples as one text: per sample BOS, then each message's header, content and end of turn."""

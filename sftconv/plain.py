@@ -1,0 +1,232 @@
+"""The batch path: a chunk's plain chat records decoded and checked together, straight into the template's lists.
+
+Most records of the common shapes are a list of turns, each a role and a string, and nothing else. Such a
+record needs none of the per-record path's work (a Record, Messages, a Conversation, the turn rules, the
+scans for special text and meaningful fields): a typed msgspec decoder reads it (JSON Lines), or Arrow
+flattens its column (Parquet); a few tests over the whole chunk check it; the template lays it out in one
+batch. A record that is anything more (another field, a tool turn, special-token text or another template's
+markers, a `<think>` tag, a media placeholder, an empty turn, a role out of order...) goes to the per-record
+path, which decides what becomes of it. Both paths write the same bytes (`tests/test_plain.py`).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
+
+import msgspec
+import numpy as np
+
+from .conversation import ASSISTANT, SYSTEM, USER, Location, Record, Rejected
+from .readers.jsonl import LineChunk, parse_lines
+from .readers.parquet import ArrowChunk
+from .shapes.turns import MAX_TEXT_CHARS
+
+if TYPE_CHECKING:
+    from .readers.base import Chunk
+    from .shapes.shaper import Shaper
+    from .template import Llama3Template, Samples
+
+ROLE_CODES = {SYSTEM: 0, USER: 1, ASSISTANT: 2}  # a turn's role as the checks below number it; -1: any other
+ROLE_NAMES = (SYSTEM, USER, ASSISTANT)
+THINK = "think>"
+SHAPES = ("openai", "sharegpt")  # the shapes whose records may be plain: a list of turns, each a role and a text
+
+
+def plain_records(shaper: Shaper, template: Llama3Template) -> PlainRecords | None:
+    """How the plain records of an input read by `shaper` look, or None where none can be: another shape, renamed
+    fields, an added system prompt, another template, or empty think blocks added to every answer."""
+    from .template import Llama3Template, MaskPolicy
+    from .template.reasoning import KeepReasoning
+
+    mapping, reasoning = shaper.mapping, template.reasoning
+    if shaper.shape.name not in SHAPES or mapping.renames or mapping.role or mapping.content or mapping.reasoning:
+        return None
+    if shaper.rules.system is not None or type(template) is not Llama3Template:
+        return None
+    if reasoning.empty and reasoning.keep is not KeepReasoning.NONE:
+        return None
+    fields = shaper.shape.fields
+    return PlainRecords(fields["messages"], fields["role"], fields["content"], shaper.shape.roles,
+                        train_headers=template.policy is MaskPolicy.ALL, last_only=template.policy is MaskPolicy.LAST)
+
+
+@dataclass
+class PlainBatch:
+    """A chunk split in two: its plain records laid out as the template's lists, and every other record.
+
+    `places` and the places in `others` number the chunk's records from 0, in input order.
+    """
+
+    places: list[int] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    contents: list[str] = field(default_factory=list)  # trimmed, as the template renders them
+    kinds: list[int] = field(default_factory=list)  # per turn: 0 untrained, 1 trained, 2 header trained too
+    sizes: list[int] = field(default_factory=list)  # per record: its turns
+    others: list[tuple[int, Record | Rejected]] = field(default_factory=list)
+    read: int = 0
+
+    def render(self, template: Llama3Template) -> Samples:
+        return template.lay_out(self.roles, self.contents, self.kinds, self.sizes)
+
+
+class PlainRecords:
+    """Finds the plain records of one input's chunks: `{list_field: [{role_field: str, content_field: str}, ...]}`.
+
+    Args:
+        list_field, role_field, content_field: the field names, as the shape reads them.
+        roles: the shape's role table (lower-case name -> role).
+        train_headers, last_only: the mask policy (`all`; `last`), as `template.trained_flags` applies it.
+    """
+
+    def __init__(self, list_field: str, role_field: str, content_field: str, roles: dict[str, str], *,
+                 train_headers: bool = False, last_only: bool = False):
+        turn = msgspec.defstruct("Turn", [("role", str), ("content", str)], forbid_unknown_fields=True,
+                                 rename={"role": role_field, "content": content_field})
+        chat = msgspec.defstruct("Chat", [("turns", list[turn])], forbid_unknown_fields=True,
+                                 rename={"turns": list_field})
+        self._decode = msgspec.json.Decoder(chat).decode
+        self.names = (list_field, role_field, content_field)
+        self.roles = roles
+        self.train_headers, self.last_only = train_headers, last_only
+
+    def split(self, chunk: Chunk) -> PlainBatch | None:
+        """The chunk's plain records and the others; None for a chunk the batch path cannot read (RecordChunk...)."""
+        if isinstance(chunk, LineChunk):
+            return self._split_lines(chunk)
+        if isinstance(chunk, ArrowChunk):
+            return self._split_batch(chunk)
+        return None
+
+    def _split_lines(self, chunk: LineChunk) -> PlainBatch:
+        """JSON Lines: each line decoded by the typed decoder; a line it refuses is parsed as `parse_lines` does."""
+        decode = self._decode
+        batch, turns, lines = PlainBatch(), [], []
+        place = 0
+        for number, raw in enumerate(io.BytesIO(chunk.data).readlines(), chunk.first_line):
+            if number != 1:  # line 1 may start with a byte-order mark, which parse_lines removes
+                try:
+                    chat = decode(raw)
+                except msgspec.DecodeError:
+                    pass
+                else:
+                    turns.append(chat.turns)
+                    lines.append((place, number, raw))
+                    place += 1
+                    continue
+            for item in parse_lines([raw], chunk.source, number):
+                batch.others.append((place, item))
+                place += 1
+        batch.read = place
+        roles = [t.role for chat in turns for t in chat]
+        contents = [t.content for chat in turns for t in chat]
+        plain = self._keep_plain(batch, roles, contents, [len(chat) for chat in turns])
+        for (place, number, raw), is_plain in zip(lines, plain.tolist()):
+            if is_plain:
+                batch.places.append(place)
+            else:
+                batch.others.extend((place, item) for item in parse_lines([raw], chunk.source, number))
+        batch.others.sort(key=lambda other: other[0])
+        return batch
+
+    def _split_batch(self, chunk: ArrowChunk) -> PlainBatch | None:
+        """Parquet: a batch of the one list column, its roles and contents taken out of Arrow whole; None if the
+        batch holds anything else (another column, another type, a null)."""
+        import pyarrow as pa
+
+        data = chunk.batch
+        list_field, role_field, content_field = self.names
+        if data.num_columns != 1 or data.schema.names != [list_field]:
+            return None
+        column = data.column(0)
+        kind = column.type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_struct(kind.value_type):
+            return None
+        turn = kind.value_type
+        if sorted(turn.field(i).name for i in range(turn.num_fields)) != sorted([role_field, content_field]):
+            return None
+        if not all(pa.types.is_string(turn.field(name).type) or pa.types.is_large_string(turn.field(name).type)
+                   for name in (role_field, content_field)):
+            return None
+        flat = column.flatten()
+        fields = dict(zip([turn.field(i).name for i in range(turn.num_fields)], flat.flatten()))
+        roles, contents = fields[role_field], fields[content_field]
+        if column.null_count or flat.null_count or roles.null_count or contents.null_count or column.offset:
+            return None
+        offsets = column.offsets.to_numpy()
+        batch = PlainBatch(read=len(column))
+        plain = self._keep_plain(batch, roles.to_pylist(), contents.to_pylist(), np.diff(offsets).tolist())
+        batch.places = np.flatnonzero(plain).tolist()
+        others = np.flatnonzero(~plain)
+        if len(others):
+            rows = data.take(pa.array(others)).to_pylist()
+            batch.others = [(int(place), Record(Location(chunk.source, row=chunk.first_row + int(place)), row))
+                            for place, row in zip(others, rows)]
+        return batch
+
+    def _keep_plain(self, batch: PlainBatch, roles: list[str], contents: list[str], sizes: list[int]) -> np.ndarray:
+        """Which of these records are plain; their turns go into `batch` (roles named as the template names them)."""
+        count = len(sizes)
+        size = np.array(sizes, dtype=np.int64)
+        first = np.zeros(count, dtype=np.int64)
+        np.cumsum(size[:-1], out=first[1:])
+        record = np.repeat(np.arange(count), size)
+        codes = {name: ROLE_CODES.get(self.roles.get(name.lower()), -1) for name in set(roles)}
+        code = np.array([codes[name] for name in roles], dtype=np.int64)
+        texts = [text.strip() for text in contents]
+        length = np.array([len(text) for text in texts], dtype=np.int64)
+        # The rules of `shapes.rules.well_formed` with roles only system, user and assistant: a system turn
+        # first if at all, then user and assistant turns by turns from the user's, none empty.
+        position = np.arange(len(code)) - np.repeat(first, size)
+        opens_with_system = np.zeros(count, dtype=np.int64)
+        opens_with_system[size > 0] = code[first[size > 0]] == 0
+        after_system = position - np.repeat(opens_with_system, size)
+        bad = (code < 0) | ((code == 0) & (position != 0)) | ((code > 0) & (code != 1 + after_system % 2))
+        bad |= (code > 0) & (length == 0)
+        bad |= length > MAX_TEXT_CHARS
+        bad[self._marked(texts)] = True
+        turns = np.zeros(count, dtype=np.int64)
+        np.add.at(turns, record, code > 0)
+        failed = np.zeros(count, dtype=bool)
+        np.logical_or.at(failed, record, bad)
+        plain = ~failed & (turns >= 2)  # an assistant turn: the second after the system prompt, at least
+        keep = np.repeat(plain, size)
+        kind = self._kinds(code, record, count) * keep
+        kept = np.flatnonzero(keep).tolist()
+        batch.roles = [ROLE_NAMES[c] for c in code[keep].tolist()]
+        batch.contents = [texts[i] for i in kept]
+        batch.kinds = kind[keep].tolist()
+        batch.sizes = size[plain].tolist()
+        return plain
+
+    def _kinds(self, code: np.ndarray, record: np.ndarray, count: int) -> np.ndarray:
+        """Each turn's mask kind under the policy, as `template.trained_flags` gives it for turns with no own flag."""
+        assistant = code == 2
+        if self.train_headers:
+            return np.full(len(code), 2, dtype=np.int64)
+        if not self.last_only:
+            return assistant.astype(np.int64)
+        last = np.full(count, -1, dtype=np.int64)
+        np.maximum.at(last, record[assistant], np.flatnonzero(assistant))
+        kind = np.zeros(len(code), dtype=np.int64)
+        kind[last[last >= 0]] = 1
+        return kind
+
+    @staticmethod
+    def _marked(texts: list[str]) -> list[int]:
+        """The turns whose text the per-record path must see (`not_plain`, or a think tag)."""
+        pattern = not_plain()
+        return [i for i, text in enumerate(texts)
+                if ("<" in text or "[" in text or THINK in text) and (THINK in text or pattern.search(text))]
+
+
+@cache
+def not_plain() -> re.Pattern:
+    """Text the per-record path must see: what could spell a special token, other templates' markers (the special-text
+    scan), media placeholders (the meaning check). Each starts with < or [, which the search looks for first."""
+    from .validate.text import LITERAL_MARKERS  # imported late: validate imports the pipeline, which imports this
+
+    return re.compile(r"<\||<image>|<audio>|<video>|" + LITERAL_MARKERS)

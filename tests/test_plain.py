@@ -1,0 +1,195 @@
+"""The batch path for plain records writes what the per-record path writes, record for record and byte for byte."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sftconv.pipeline import ConvertOptions, FileShapes, SourceOptions, convert, encode_chunk, encode_records, open_source
+from sftconv.readers.jsonl import LineChunk
+from sftconv.readers.parquet import ParquetReader
+from sftconv.shapes import FieldMapping
+from sftconv.template import MaskPolicy
+from sftconv.template.reasoning import ReasoningPolicy
+from sftconv.tokenizer_backends import fastokens_version
+
+BACKENDS = ["tiktoken"] + (["fastokens"] if fastokens_version() else [])
+ROLES = ["system", "user", "assistant", "User", "ASSISTANT", "human", "gpt", "tool", "bot", "narrator"]
+TEXTS = ["Hello", " world ", "", "   ", "\n\n", "日本語 🙂", "<|eot_id|>", "<|start", "[INST] hi [/INST]", "<s>",
+         "<image> what is it", "<think>a plan</think>The answer", "I think> not a tag", "x < y and a[0]", "a" * 300,
+         "<<SYS>>", "<|im_start|>", "\u0301e", "1234567"]
+turn_text = st.lists(st.sampled_from(TEXTS), min_size=1, max_size=3).map("".join)
+
+
+@st.composite
+def records(draw) -> list:
+    """Records of the OpenAI shape: mostly plain, some with roles out of order, empty turns, marked text, other
+    fields, non-string contents, or not objects at all."""
+    result = []
+    for _ in range(draw(st.integers(1, 12))):
+        turns = []
+        if draw(st.booleans()):
+            turns.append({"role": "system", "content": draw(turn_text)})
+        for index in range(draw(st.integers(0, 4))):
+            turns.append({"role": draw(st.sampled_from(ROLES)) if draw(st.integers(0, 5)) == 0
+                          else ("user", "assistant")[index % 2], "content": draw(turn_text)})
+        odd = draw(st.integers(0, 12))
+        if odd == 0 and turns:
+            turns[0] = {**turns[0], "weight": 1}
+        elif odd == 1 and turns:
+            turns[-1] = {**turns[-1], "content": None}
+        elif odd == 2 and turns:
+            turns[-1] = {**turns[-1], "content": [{"type": "text", "text": "parts"}]}
+        record = {"messages": turns}
+        if odd == 3:
+            record["id"] = "r1"
+        elif odd == 4:
+            record = turns
+        elif odd == 5:
+            record["images"] = ["a.png"]
+        elif odd == 6:
+            record = 42
+        result.append(record)
+    return result
+
+
+def jsonl_bytes(items: list, extra: str) -> bytes:
+    """The records as JSON Lines, with a byte-order mark, a blank line, a broken line and such, as `extra` says."""
+    lines = [json.dumps(item, ensure_ascii=extra == "ascii") for item in items]
+    if extra == "bom":
+        lines[0] = "\ufeff" + lines[0]
+    elif extra == "blank":
+        lines.insert(len(lines) // 2, "   ")
+    elif extra == "broken":
+        lines.insert(len(lines) // 2, '{"messages": [')
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def job_for(path: Path, **options) -> tuple[FileShapes, object]:
+    source = open_source([str(path)], SourceOptions(**options))
+    return source.shape, source.template
+
+
+def same_result(job, chunk) -> None:
+    """The chunk through `encode_chunk` (the batch path where it applies) equals the per-record path's result."""
+    fast = encode_chunk(job, chunk)
+    slow = encode_records(job, enumerate(chunk.records()))[0]
+    assert fast.read == slow.read
+    assert [(i, r.location, r.reason, r.detail) for i, r in fast.rejected] == \
+           [(i, r.location, r.reason, r.detail) for i, r in slow.rejected]
+    assert np.array_equal(fast.samples.lengths, slow.samples.lengths)
+    assert np.array_equal(fast.samples.input_ids, slow.samples.input_ids)
+    assert np.array_equal(fast.samples.loss_mask, slow.samples.loss_mask)
+    assert (fast.marked, fast.warned, fast.reasoning) == (slow.marked, slow.warned, slow.reasoning)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("policy", list(MaskPolicy))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=records(), extra=st.sampled_from(["", "bom", "blank", "broken", "ascii"]), first=st.sampled_from([1, 7]))
+def test_json_lines_chunks_give_what_the_per_record_path_gives(tmp_path, backend, policy, items, extra, first):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+                    + "\n")
+    job = job_for(path, tokenizer_backend=backend, train_on=policy)
+    chunk = LineChunk(str(path), first, jsonl_bytes(items, extra))
+    assert job[0].plain(chunk, job[1]) is not None
+    same_result(job, chunk)
+
+
+def test_most_records_of_a_plain_chunk_take_the_batch_path_and_the_others_keep_their_place(tmp_path):
+    path = tmp_path / "in.jsonl"
+    plain = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    items = [plain, {**plain, "id": 3}, plain, {"messages": [{"role": "assistant", "content": "no"}]}, plain]
+    path.write_bytes(jsonl_bytes(items, ""))
+    job = job_for(path)
+    chunk = LineChunk(str(path), 1, path.read_bytes())
+    batch = job[0].plain(chunk, job[1])
+    assert batch.places == [2, 4] and [place for place, _ in batch.others] == [0, 1, 3]  # line 1 is never batched
+    result = encode_chunk(job, chunk)
+    assert [(i, r.reason) for i, r in result.rejected] == [(3, "assistant_before_user")]
+    assert len(result.samples) == 4
+    same_result(job, chunk)
+
+
+@pytest.mark.parametrize("options", [
+    {"system": "Be brief."}, {"template": "llama3.1"}, {"reasoning": ReasoningPolicy(empty=True)},
+    {"mapping": FieldMapping(content="content")},
+])
+def test_options_that_change_plain_records_turn_the_batch_path_off(tmp_path, options):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl_bytes([{"messages": [{"role": "user", "content": "Hi"},
+                                                {"role": "assistant", "content": "Hello"}]}] * 3, ""))
+    job = job_for(path, **options)
+    assert job[0].plain(LineChunk(str(path), 1, path.read_bytes()), job[1]) is None
+
+
+def test_sharegpt_records_take_the_batch_path_too(tmp_path):
+    path = tmp_path / "in.jsonl"
+    turn = {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}
+    items = [turn, turn, {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": " "}]}, turn]
+    path.write_bytes(jsonl_bytes(items, ""))
+    job = job_for(path)
+    chunk = LineChunk(str(path), 1, path.read_bytes())
+    assert job[0].plain(chunk, job[1]).places == [1, 3]
+    same_result(job, chunk)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=records())
+def test_parquet_batches_give_what_the_per_record_path_gives(tmp_path, backend, items):
+    turns = [[{"role": t["role"], "content": t["content"] if isinstance(t.get("content"), str) else "x"}
+              for t in item["messages"]] for item in items if isinstance(item, dict)]
+    turn_type = pa.struct([("role", pa.string()), ("content", pa.string())])
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"messages": pa.array(turns or [[]], pa.list_(turn_type))}), path)
+    job = job_for(path, tokenizer_backend=backend)
+    for chunk in ParquetReader().chunks(path):
+        assert job[0].plain(chunk, job[1]) is not None
+        same_result(job, chunk)
+
+
+def test_parquet_batches_with_other_columns_or_nulls_take_the_per_record_path(tmp_path):
+    turn_type = pa.struct([("role", pa.string()), ("content", pa.string())])
+    chat = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": None}]
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"messages": pa.array([chat], pa.list_(turn_type))}), path)
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"messages": pa.array([chat[:1]], pa.list_(turn_type)), "id": [1]}), other)
+    for file in (path, other):
+        job = job_for(file, shape="openai")
+        chunk = next(ParquetReader().chunks(file))
+        assert job[0].plain(chunk, job[1]) is None
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "parquet"])
+def test_a_converted_file_has_the_same_bytes_with_the_batch_path_and_without(tmp_path, monkeypatch, suffix):
+    import random
+
+    rng = random.Random(5)
+    items = [{"messages": [{"role": "user", "content": rng.choice(TEXTS) + "q"},
+                           {"role": "assistant", "content": rng.choice(TEXTS) + "a"}] * rng.randint(1, 3)}
+             for _ in range(3000)]
+    items[::50] = [{"messages": [{"role": "assistant", "content": "first"}]}] * len(items[::50])  # rejected
+    path = tmp_path / f"in.{suffix}"
+    if suffix == "jsonl":
+        path.write_bytes(jsonl_bytes(items, ""))
+    else:
+        pq.write_table(pa.Table.from_pylist(items), path)
+    options = ConvertOptions(unit_bytes=1 << 16, shard_rows=700)
+    fast = convert([str(path)], tmp_path / "fast", options, workers=2)
+    monkeypatch.setattr(FileShapes, "plain", lambda self, chunk, template: None)
+    slow = convert([str(path)], tmp_path / "slow", options, workers=2)
+    assert fast.to_json() == slow.to_json() and fast.written > 2000 and fast.rejected
+    names = sorted(p.name for p in (tmp_path / "fast").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "slow").iterdir())
+    for name in names:
+        assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "slow" / name).read_bytes(), name
