@@ -157,7 +157,8 @@ def convert(source: Path, extra: list[str], quiet: bool = True, code: Path = ROO
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "sftconv", "convert", str(source), "-o", out, *(["-q"] if quiet else []), *extra]
         env = {**os.environ, "PYTHONPATH": str(code)}
-        measured = run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        # Run from `code`: `python -m` puts the working directory first on sys.path, before PYTHONPATH.
+        measured = run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=code)
         tokens = json.loads((Path(out) / "manifest.json").read_text())["counts"]["tokens"]
     return measured, tokens
 
@@ -190,7 +191,7 @@ def main() -> None:
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = args.input or Path(tmp) / "corpus.jsonl"
+        corpus = args.input.resolve() if args.input else Path(tmp) / "corpus.jsonl"
         if not args.input:
             write_corpus(corpus, args.mb)
         texts, peer_set, peer_mb = [], [], 0.0

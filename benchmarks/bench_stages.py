@@ -1,5 +1,5 @@
-"""Where the CPU time of a convert goes: each stage of the worker's `encode_chunk` and the main process's
-Parquet writing, timed one after another in one process, beside the raw tokenizer limit's own work.
+"""Where the CPU time of a convert goes: each stage of the worker's `encode_chunk` (the per-record path, and the batch
+path's split of plain records) and the main process's Parquet writing, timed one after another in one process, beside the raw tokenizer limit's own work.
 The tokenizer calls are timed with each backend (tiktoken, the reference, and fastokens).
 
 Every stage runs `--repeat` times, interleaved with the others, and its least CPU time counts
@@ -117,6 +117,8 @@ def main() -> None:
             "template layout for a list of contents (fastokens: `_tokenize_flat`, tokenizer calls left out)":
                 render_flat_without_tokenizer,
             "Parquet writing (main process: Columns, pyarrow write_table)": write,
+            "batch path: plain records decoded and checked (`PlainRecords.split`, tokenizer and layout left out)":
+                lambda: [shape.plain(chunk, template) for chunk in chunks],
         }
         best: dict[str, float] = {}
         load_before = os.getloadavg()
@@ -139,12 +141,15 @@ def main() -> None:
         print(f"| {name} | {seconds:.3f} | {seconds / limit:.2f} |")
     names = list(best)
     layouts = {names[1]: names[8], names[2]: names[8], names[3]: names[9]}  # each call's template layout
-    others = sum(best[name] for name in names[5:] if name not in layouts.values())
+    others = sum(best[name] for name in names[5:11] if name not in layouts.values())
     for backend, name in (("tiktoken backend", names[1]), ("fastokens backend, marked text", names[2]),
                           ("fastokens backend, contents as one list", names[3])):
         total = others + best[name] + best[layouts[name]]
         print(f"| **sftconv in all, {backend} (its tokenizer calls, their layout, every other stage)** | **{total:.3f}** "
               f"| **{total / limit:.2f}** |")
+    batch = best[names[11]] + best[names[3]] + best[names[9]] + best[names[10]]
+    print(f"| **the batch path, fastokens backend (plain records split, encode_flat, its layout, Parquet writing)** "
+          f"| **{batch:.3f}** | **{batch / limit:.2f}** |")
     print(f"\ntokenizer calls: fastokens takes {best[names[3]] / best[names[1]]:.2f} of tiktoken's CPU time; "
           f"the stages other than tokenizing and layout take {others:.3f} s")
 

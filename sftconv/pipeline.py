@@ -350,6 +350,9 @@ class FileShapes:
     def __call__(self, record: Record) -> Conversation:
         return self.by_input[record.location.source](record)
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_plain": {}}  # typed decoders do not pickle; each process makes its own
+
     def meaning(self, record: Record) -> tuple[str, ...]:
         """`InputShape.meaning` for the input the record came from."""
         return self.by_input[record.location.source].meaning(record)

@@ -193,3 +193,16 @@ def test_a_converted_file_has_the_same_bytes_with_the_batch_path_and_without(tmp
     assert names == sorted(p.name for p in (tmp_path / "slow").iterdir())
     for name in names:
         assert (tmp_path / "fast" / name).read_bytes() == (tmp_path / "slow" / name).read_bytes(), name
+
+
+def test_a_job_that_used_the_batch_path_still_pickles_for_other_processes(tmp_path):
+    import pickle
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl_bytes([{"messages": [{"role": "user", "content": "Hi"},
+                                                {"role": "assistant", "content": "Hello"}]}] * 3, ""))
+    job = job_for(path)
+    chunk = LineChunk(str(path), 1, path.read_bytes())
+    first = encode_chunk(job, chunk)
+    again = encode_chunk(pickle.loads(pickle.dumps(job)), chunk)
+    assert np.array_equal(first.samples.input_ids, again.samples.input_ids) and len(again.samples) == 3
