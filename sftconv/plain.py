@@ -15,7 +15,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
@@ -23,6 +23,7 @@ import numpy as np
 from .conversation import ASSISTANT, SYSTEM, USER, Location, Record, Rejected
 from .readers.jsonl import LineChunk, parse_lines
 from .readers.parquet import ArrowChunk
+from .shapes.meaning import MEANINGFUL_FIELDS
 from .shapes.turns import MAX_TEXT_CHARS
 
 if TYPE_CHECKING:
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
 ROLE_CODES = {SYSTEM: 0, USER: 1, ASSISTANT: 2}  # a turn's role as the checks below number it; -1: any other
 ROLE_NAMES = (SYSTEM, USER, ASSISTANT)
 THINK = "think>"
+# Record fields that change what a plain record means: read by the shapes (a system prompt, tool definitions,
+# ShareGPT's other list name) or meaningful though unread (`shapes.meaning`). A record with any of them is not plain.
+RESERVED = ("messages", "conversations", "conversation", "system", "tools", "functions", *MEANINGFUL_FIELDS)
+# An escape that could spell a character of a marker (< > | [ ] /) in JSON text.
+ESCAPED_MARKS = re.compile(rb"\\u00(?:3[cCeE]|7[cC]|5[bBdD]|2[fF])|\\/")
 SHAPES = ("openai", "sharegpt")  # the shapes whose records may be plain: a list of turns, each a role and a text
 
 
@@ -51,7 +57,7 @@ def plain_records(shaper: Shaper, template: Llama3Template) -> PlainRecords | No
         return None
     fields = shaper.shape.fields
     return PlainRecords(fields["messages"], fields["role"], fields["content"], shaper.shape.roles,
-                        train_headers=template.policy is MaskPolicy.ALL, last_only=template.policy is MaskPolicy.LAST)
+                        bare_lists=shaper.shape.name == "openai", train_headers=template.policy is MaskPolicy.ALL, last_only=template.policy is MaskPolicy.LAST)
 
 
 @dataclass
@@ -79,16 +85,26 @@ class PlainRecords:
     Args:
         list_field, role_field, content_field: the field names, as the shape reads them.
         roles: the shape's role table (lower-case name -> role).
+        bare_lists: a record may be the list of turns itself (the OpenAI shape reads it so).
         train_headers, last_only: the mask policy (`all`; `last`), as `template.trained_flags` applies it.
     """
 
     def __init__(self, list_field: str, role_field: str, content_field: str, roles: dict[str, str], *,
-                 train_headers: bool = False, last_only: bool = False):
+                 bare_lists: bool = False, train_headers: bool = False, last_only: bool = False):
         turn = msgspec.defstruct("Turn", [("role", str), ("content", str)], forbid_unknown_fields=True,
                                  rename={"role": role_field, "content": content_field})
         chat = msgspec.defstruct("Chat", [("turns", list[turn])], forbid_unknown_fields=True,
                                  rename={"turns": list_field})
+        # The same with other record fields skipped, but for those that change what a record means (`reserved`).
+        self._reserved = [name for name in RESERVED if name != list_field]
+        slots = [f"field{i}" for i in range(len(self._reserved))]
+        with_others = msgspec.defstruct("ChatAmongOthers", [("turns", list[turn]),
+                                                            *((slot, Any, msgspec.UNSET) for slot in slots)],
+                                        rename={"turns": list_field, **dict(zip(slots, self._reserved))})
         self._decode = msgspec.json.Decoder(chat).decode
+        self._decode_among_others = msgspec.json.Decoder(with_others).decode
+        self._slots = slots
+        self._decode_bare = msgspec.json.Decoder(list[turn]).decode if bare_lists else None
         self.names = (list_field, role_field, content_field)
         self.roles = roles
         self.train_headers, self.last_only = train_headers, last_only
@@ -103,20 +119,15 @@ class PlainRecords:
 
     def _split_lines(self, chunk: LineChunk) -> PlainBatch:
         """JSON Lines: each line decoded by the typed decoder; a line it refuses is parsed as `parse_lines` does."""
-        decode = self._decode
         batch, turns, lines = PlainBatch(), [], []
         place = 0
         for number, raw in enumerate(io.BytesIO(chunk.data).readlines(), chunk.first_line):
-            if number != 1:  # line 1 may start with a byte-order mark, which parse_lines removes
-                try:
-                    chat = decode(raw)
-                except msgspec.DecodeError:
-                    pass
-                else:
-                    turns.append(chat.turns)
-                    lines.append((place, number, raw))
-                    place += 1
-                    continue
+            # Line 1 may start with a byte-order mark, which parse_lines removes.
+            if number != 1 and (chat := self._turns(raw)) is not None:
+                turns.append(chat)
+                lines.append((place, number, raw))
+                place += 1
+                continue
             for item in parse_lines([raw], chunk.source, number):
                 batch.others.append((place, item))
                 place += 1
@@ -131,6 +142,26 @@ class PlainRecords:
                 batch.others.extend((place, item) for item in parse_lines([raw], chunk.source, number))
         batch.others.sort(key=lambda other: other[0])
         return batch
+
+    def _turns(self, raw: bytes) -> list | None:
+        """A JSON line's turns, if it may be a plain record: the list of turns alone, or beside other fields that
+        change nothing (none in `RESERVED`) and hold no text the checks must see (`hides_text`); else None."""
+        try:
+            return self._decode(raw).turns
+        except msgspec.DecodeError:
+            pass
+        try:
+            chat = self._decode_among_others(raw)
+        except msgspec.DecodeError:
+            if self._decode_bare is None:
+                return None
+            try:
+                return self._decode_bare(raw)
+            except msgspec.DecodeError:
+                return None
+        if any(getattr(chat, slot) is not msgspec.UNSET for slot in self._slots) or hides_text(raw):
+            return None
+        return chat.turns
 
     def _split_batch(self, chunk: ArrowChunk) -> PlainBatch | None:
         """Parquet: a batch of the one list column, its roles and contents taken out of Arrow whole; None if the
@@ -221,6 +252,18 @@ class PlainRecords:
         pattern = not_plain()
         return [i for i, text in enumerate(texts)
                 if ("<" in text or "[" in text or THINK in text) and (THINK in text or pattern.search(text))]
+
+
+def hides_text(raw: bytes) -> bool:
+    """Whether a JSON line may hold, in a field the batch path does not decode, text the per-record path must see:
+    `not_plain` as it is, or any of its characters written as an escape (`\\u003c`, `\\/`...)."""
+    return bool(ESCAPED_MARKS.search(raw) or not_plain_bytes().search(raw))
+
+
+@cache
+def not_plain_bytes() -> re.Pattern:
+    """`not_plain`, on a line's JSON text."""
+    return re.compile(not_plain().pattern.encode("ascii"))
 
 
 @cache

@@ -56,6 +56,11 @@ def records(draw) -> list:
             record["images"] = ["a.png"]
         elif odd == 6:
             record = 42
+        elif odd == 7:
+            record["note"] = {"text": draw(turn_text), "n": [1, None]}  # a field the batch path skips
+        elif odd == 8:
+            record[draw(st.sampled_from(["system", "tools", "label", "chosen", "image", "conversations"]))] = \
+                draw(st.sampled_from(["S", True, False, None, [], ["a.png"]]))
         result.append(record)
     return result
 
@@ -69,6 +74,8 @@ def jsonl_bytes(items: list, extra: str) -> bytes:
         lines.insert(len(lines) // 2, "   ")
     elif extra == "broken":
         lines.insert(len(lines) // 2, '{"messages": [')
+    elif extra == "escaped":  # what some writers do (Go's encoding/json escapes <, > and &)
+        lines = [line.replace("<", "\\u003c").replace("/", "\\/") for line in lines]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -93,7 +100,8 @@ def same_result(job, chunk) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("policy", list(MaskPolicy))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(items=records(), extra=st.sampled_from(["", "bom", "blank", "broken", "ascii"]), first=st.sampled_from([1, 7]))
+@given(items=records(), extra=st.sampled_from(["", "bom", "blank", "broken", "ascii", "escaped"]),
+       first=st.sampled_from([1, 7]))
 def test_json_lines_chunks_give_what_the_per_record_path_gives(tmp_path, backend, policy, items, extra, first):
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
@@ -107,15 +115,17 @@ def test_json_lines_chunks_give_what_the_per_record_path_gives(tmp_path, backend
 def test_most_records_of_a_plain_chunk_take_the_batch_path_and_the_others_keep_their_place(tmp_path):
     path = tmp_path / "in.jsonl"
     plain = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
-    items = [plain, {**plain, "id": 3}, plain, {"messages": [{"role": "assistant", "content": "no"}]}, plain]
+    items = [plain, {**plain, "id": 3}, plain, {"messages": [{"role": "assistant", "content": "no"}]}, plain,
+             {**plain, "source": "<|im_start|>"}, {**plain, "system": "Be brief."}, plain["messages"]]
     path.write_bytes(jsonl_bytes(items, ""))
     job = job_for(path)
     chunk = LineChunk(str(path), 1, path.read_bytes())
     batch = job[0].plain(chunk, job[1])
-    assert batch.places == [2, 4] and [place for place, _ in batch.others] == [0, 1, 3]  # line 1 is never batched
+    # Line 1 is never batched; marked text in another field, or a field the shape reads, take the per-record path.
+    assert batch.places == [1, 2, 4, 7] and [place for place, _ in batch.others] == [0, 3, 5, 6]
     result = encode_chunk(job, chunk)
     assert [(i, r.reason) for i, r in result.rejected] == [(3, "assistant_before_user")]
-    assert len(result.samples) == 4
+    assert len(result.samples) == 7 and result.marked == 1
     same_result(job, chunk)
 
 
