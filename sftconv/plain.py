@@ -1,7 +1,7 @@
 """The batch path: a chunk's plain chat records decoded and checked together, straight into the template's lists.
 
-Most records of the common shapes are a list of turns, each a role and a string, and nothing else. Such a
-record needs none of the per-record path's work (a Record, Messages, a Conversation, the turn rules, the
+Most records of the common shapes are a list of turns, each a role and a string (OpenAI, ShareGPT), or a prompt
+and an answer (Alpaca, prompt/completion), and nothing that changes their meaning besides. Such a record needs none of the per-record path's work (a Record, Messages, a Conversation, the turn rules, the
 scans for special text and meaningful fields): a typed msgspec decoder reads it (JSON Lines), or Arrow
 flattens its column (Parquet); a few tests over the whole chunk check it; the template lays it out in one
 batch. A record that is anything more (another field, a tool turn, special-token text or another template's
@@ -15,7 +15,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -23,10 +23,14 @@ import numpy as np
 from .conversation import ASSISTANT, SYSTEM, USER, Location, Record, Rejected
 from .readers.jsonl import LineChunk, parse_lines
 from .readers.parquet import ArrowChunk
+from .shapes.alpaca import INPUT_SEPARATOR
 from .shapes.meaning import MEANINGFUL_FIELDS
+from .shapes.reasoning import RECORD_FIELD
 from .shapes.turns import MAX_TEXT_CHARS
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from .readers.base import Chunk
     from .shapes.shaper import Shaper
     from .template import Llama3Template, Samples
@@ -34,12 +38,14 @@ if TYPE_CHECKING:
 ROLE_CODES = {SYSTEM: 0, USER: 1, ASSISTANT: 2}  # a turn's role as the checks below number it; -1: any other
 ROLE_NAMES = (SYSTEM, USER, ASSISTANT)
 THINK = "think>"
-# Record fields that change what a plain record means: read by the shapes (a system prompt, tool definitions,
-# ShareGPT's other list name) or meaningful though unread (`shapes.meaning`). A record with any of them is not plain.
-RESERVED = ("messages", "conversations", "conversation", "system", "tools", "functions", *MEANINGFUL_FIELDS)
+# Record fields that change what a plain record means: read by the shapes (a system prompt, tool definitions, a
+# history, a trace; another name of the list of turns or the answer) or meaningful though unread (`shapes.meaning`).
+# A record with any of them is not plain.
+RESERVED = ("messages", "conversations", "conversation", "system", "tools", "functions", "history", "response",
+            RECORD_FIELD, *MEANINGFUL_FIELDS)
 # An escape that could spell a character of a marker (< > | [ ] /) in JSON text.
 ESCAPED_MARKS = re.compile(rb"\\u00(?:3[cCeE]|7[cC]|5[bBdD]|2[fF])|\\/")
-SHAPES = ("openai", "sharegpt")  # the shapes whose records may be plain: a list of turns, each a role and a text
+SHAPES = ("openai", "sharegpt", "alpaca", "prompt-completion")  # the shapes whose records may be plain
 
 
 def plain_records(shaper: Shaper, template: Llama3Template) -> PlainRecords | None:
@@ -48,16 +54,21 @@ def plain_records(shaper: Shaper, template: Llama3Template) -> PlainRecords | No
     from .template import Llama3Template, MaskPolicy
     from .template.reasoning import KeepReasoning
 
-    mapping, reasoning = shaper.mapping, template.reasoning
-    if shaper.shape.name not in SHAPES or mapping.renames or mapping.role or mapping.content or mapping.reasoning:
+    mapping, reasoning, shape = shaper.mapping, template.reasoning, shaper.shape
+    if shape.name not in SHAPES or mapping.renames or mapping.role or mapping.content or mapping.reasoning:
         return None
     if shaper.rules.system is not None or type(template) is not Llama3Template:
         return None
     if reasoning.empty and reasoning.keep is not KeepReasoning.NONE:
         return None
-    fields = shaper.shape.fields
-    return PlainRecords(fields["messages"], fields["role"], fields["content"], shaper.shape.roles,
-                        bare_lists=shaper.shape.name == "openai", train_headers=template.policy is MaskPolicy.ALL, last_only=template.policy is MaskPolicy.LAST)
+    policy = {"train_headers": template.policy is MaskPolicy.ALL, "last_only": template.policy is MaskPolicy.LAST}
+    if shape.name in ("openai", "sharegpt"):
+        fields = shape.fields
+        return ChatRecords(fields["messages"], fields["role"], fields["content"], shape.roles,
+                           bare_lists=shape.name == "openai", **policy)
+    if shape.name == "alpaca":
+        return ExchangeRecords("instruction", "output", "input", **policy)
+    return ExchangeRecords("prompt", "completion", **policy)
 
 
 @dataclass
@@ -80,34 +91,41 @@ class PlainBatch:
 
 
 class PlainRecords:
-    """Finds the plain records of one input's chunks: `{list_field: [{role_field: str, content_field: str}, ...]}`.
+    """Finds the plain records of one input's chunks; a subclass says what a plain record of its shape is.
+
+    A subclass gives `_decode` (a line holding the plain fields and nothing else), `_decode_among_others` (the
+    same fields among others, those in `RESERVED` kept in `_slots`), `_turns_of` and `_columns`.
 
     Args:
-        list_field, role_field, content_field: the field names, as the shape reads them.
-        roles: the shape's role table (lower-case name -> role).
-        bare_lists: a record may be the list of turns itself (the OpenAI shape reads it so).
+        roles: the role table (lower-case name -> role) the turns' role names go through.
         train_headers, last_only: the mask policy (`all`; `last`), as `template.trained_flags` applies it.
     """
 
-    def __init__(self, list_field: str, role_field: str, content_field: str, roles: dict[str, str], *,
-                 bare_lists: bool = False, train_headers: bool = False, last_only: bool = False):
-        turn = msgspec.defstruct("Turn", [("role", str), ("content", str)], forbid_unknown_fields=True,
-                                 rename={"role": role_field, "content": content_field})
-        chat = msgspec.defstruct("Chat", [("turns", list[turn])], forbid_unknown_fields=True,
-                                 rename={"turns": list_field})
-        # The same with other record fields skipped, but for those that change what a record means (`reserved`).
-        self._reserved = [name for name in RESERVED if name != list_field]
-        slots = [f"field{i}" for i in range(len(self._reserved))]
-        with_others = msgspec.defstruct("ChatAmongOthers", [("turns", list[turn]),
-                                                            *((slot, Any, msgspec.UNSET) for slot in slots)],
-                                        rename={"turns": list_field, **dict(zip(slots, self._reserved))})
-        self._decode = msgspec.json.Decoder(chat).decode
-        self._decode_among_others = msgspec.json.Decoder(with_others).decode
-        self._slots = slots
-        self._decode_bare = msgspec.json.Decoder(list[turn]).decode if bare_lists else None
-        self.names = (list_field, role_field, content_field)
+    def __init__(self, roles: dict[str, str], *, train_headers: bool = False, last_only: bool = False):
         self.roles = roles
         self.train_headers, self.last_only = train_headers, last_only
+
+    def _decoders(self, fields: list[tuple], rename: dict[str, str]) -> None:
+        """Make `_decode` and `_decode_among_others` for records of these fields (msgspec `defstruct` specs)."""
+        reserved = [name for name in RESERVED if name not in rename.values()]
+        self._slots = [f"reserved{i}" for i in range(len(reserved))]
+        self._decode = msgspec.json.Decoder(msgspec.defstruct("Plain", fields, rename=rename,
+                                                              forbid_unknown_fields=True)).decode
+        among = msgspec.defstruct("PlainAmongOthers", [*fields, *((slot, Any, msgspec.UNSET) for slot in self._slots)],
+                                  rename={**rename, **dict(zip(self._slots, reserved))})
+        self._decode_among_others = msgspec.json.Decoder(among).decode
+
+    def _turns_of(self, record: Any) -> list:
+        """A decoded record's turns, each with a `role` and a `content`."""
+        raise NotImplementedError
+
+    def _columns(self, data: pa.RecordBatch) -> tuple[list[str], list[str], list[int]] | None:
+        """A Parquet batch's roles, contents and turns per record, if its columns are a plain record's, else None."""
+        raise NotImplementedError
+
+    def _bare(self, raw: bytes) -> list | None:
+        """A line that is a record of another form the shape reads (the list of turns alone), or None."""
+        return None
 
     def split(self, chunk: Chunk) -> PlainBatch | None:
         """The chunk's plain records and the others; None for a chunk the batch path cannot read (RecordChunk...)."""
@@ -118,7 +136,7 @@ class PlainRecords:
         return None
 
     def _split_lines(self, chunk: LineChunk) -> PlainBatch:
-        """JSON Lines: each line decoded by the typed decoder; a line it refuses is parsed as `parse_lines` does."""
+        """JSON Lines: each line decoded by a typed decoder; a line it refuses is parsed as `parse_lines` does."""
         batch, turns, lines = PlainBatch(), [], []
         place = 0
         for number, raw in enumerate(io.BytesIO(chunk.data).readlines(), chunk.first_line):
@@ -144,56 +162,34 @@ class PlainRecords:
         return batch
 
     def _turns(self, raw: bytes) -> list | None:
-        """A JSON line's turns, if it may be a plain record: the list of turns alone, or beside other fields that
+        """A JSON line's turns, if it may be a plain record: its plain fields alone, or beside other fields that
         change nothing (none in `RESERVED`) and hold no text the checks must see (`hides_text`); else None."""
         try:
-            return self._decode(raw).turns
+            return self._turns_of(self._decode(raw))
         except msgspec.DecodeError:
             pass
         try:
-            chat = self._decode_among_others(raw)
+            record = self._decode_among_others(raw)
         except msgspec.DecodeError:
-            if self._decode_bare is None:
-                return None
-            try:
-                return self._decode_bare(raw)
-            except msgspec.DecodeError:
-                return None
-        if any(getattr(chat, slot) is not msgspec.UNSET for slot in self._slots) or hides_text(raw):
+            return self._bare(raw)
+        if any(getattr(record, slot) is not msgspec.UNSET for slot in self._slots) or hides_text(raw):
             return None
-        return chat.turns
+        return self._turns_of(record)
 
     def _split_batch(self, chunk: ArrowChunk) -> PlainBatch | None:
-        """Parquet: a batch of the one list column, its roles and contents taken out of Arrow whole; None if the
-        batch holds anything else (another column, another type, a null)."""
+        """Parquet: a batch's roles and contents taken out of Arrow whole; None if its columns are not a plain
+        record's (another column, another type, a null)."""
         import pyarrow as pa
 
-        data = chunk.batch
-        list_field, role_field, content_field = self.names
-        if data.num_columns != 1 or data.schema.names != [list_field]:
+        columns = self._columns(chunk.batch)
+        if columns is None:
             return None
-        column = data.column(0)
-        kind = column.type
-        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_struct(kind.value_type):
-            return None
-        turn = kind.value_type
-        if sorted(turn.field(i).name for i in range(turn.num_fields)) != sorted([role_field, content_field]):
-            return None
-        if not all(pa.types.is_string(turn.field(name).type) or pa.types.is_large_string(turn.field(name).type)
-                   for name in (role_field, content_field)):
-            return None
-        flat = column.flatten()
-        fields = dict(zip([turn.field(i).name for i in range(turn.num_fields)], flat.flatten()))
-        roles, contents = fields[role_field], fields[content_field]
-        if column.null_count or flat.null_count or roles.null_count or contents.null_count or column.offset:
-            return None
-        offsets = column.offsets.to_numpy()
-        batch = PlainBatch(read=len(column))
-        plain = self._keep_plain(batch, roles.to_pylist(), contents.to_pylist(), np.diff(offsets).tolist())
+        batch = PlainBatch(read=chunk.batch.num_rows)
+        plain = self._keep_plain(batch, *columns)
         batch.places = np.flatnonzero(plain).tolist()
         others = np.flatnonzero(~plain)
         if len(others):
-            rows = data.take(pa.array(others)).to_pylist()
+            rows = chunk.batch.take(pa.array(others)).to_pylist()
             batch.others = [(int(place), Record(Location(chunk.source, row=chunk.first_row + int(place)), row))
                             for place, row in zip(others, rows)]
         return batch
@@ -252,6 +248,112 @@ class PlainRecords:
         pattern = not_plain()
         return [i for i, text in enumerate(texts)
                 if ("<" in text or "[" in text or THINK in text) and (THINK in text or pattern.search(text))]
+
+
+class ChatRecords(PlainRecords):
+    """Plain records of the OpenAI and ShareGPT shapes: `{list_field: [{role_field: str, content_field: str}, ...]}`.
+
+    Args:
+        list_field, role_field, content_field: the field names, as the shape reads them.
+        bare_lists: a record may be the list of turns itself (the OpenAI shape reads it so).
+    """
+
+    def __init__(self, list_field: str, role_field: str, content_field: str, roles: dict[str, str], *,
+                 bare_lists: bool = False, **policy):
+        super().__init__(roles, **policy)
+        turn = msgspec.defstruct("Turn", [("role", str), ("content", str)], forbid_unknown_fields=True,
+                                 rename={"role": role_field, "content": content_field})
+        self._decoders([("turns", list[turn])], {"turns": list_field})
+        self._decode_list = msgspec.json.Decoder(list[turn]).decode if bare_lists else None
+        self.names = (list_field, role_field, content_field)
+
+    def _turns_of(self, record: Any) -> list:
+        return record.turns
+
+    def _bare(self, raw: bytes) -> list | None:
+        if self._decode_list is None:
+            return None
+        try:
+            return self._decode_list(raw)
+        except msgspec.DecodeError:
+            return None
+
+    def _columns(self, data: pa.RecordBatch) -> tuple[list[str], list[str], list[int]] | None:
+        """The one list column of role/content structs, flattened."""
+        import pyarrow as pa
+
+        list_field, role_field, content_field = self.names
+        if data.num_columns != 1 or data.schema.names != [list_field]:
+            return None
+        column = data.column(0)
+        kind = column.type
+        if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not pa.types.is_struct(kind.value_type):
+            return None
+        turn = kind.value_type
+        names = [turn.field(i).name for i in range(turn.num_fields)]
+        if sorted(names) != sorted([role_field, content_field]) or not all(
+                is_text(turn.field(name).type) for name in names):
+            return None
+        flat = column.flatten()
+        fields = dict(zip(names, flat.flatten()))
+        roles, contents = fields[role_field], fields[content_field]
+        if column.null_count or flat.null_count or roles.null_count or contents.null_count or column.offset:
+            return None
+        return roles.to_pylist(), contents.to_pylist(), np.diff(column.offsets.to_numpy()).tolist()
+
+
+class Said(NamedTuple):
+    """One turn of an exchange record."""
+
+    role: str
+    content: str
+
+
+class ExchangeRecords(PlainRecords):
+    """Plain records of the Alpaca and prompt/completion shapes: `{prompt_field: str, answer_field: str}`, and for
+    Alpaca an `input_field` (a string or null) that follows the prompt after a newline when not blank.
+
+    Args:
+        prompt_field, answer_field, input_field: the field names, as the shape reads them (no input: None).
+    """
+
+    def __init__(self, prompt_field: str, answer_field: str, input_field: str | None = None, **policy):
+        super().__init__({USER: USER, ASSISTANT: ASSISTANT}, **policy)
+        fields = [("prompt", str), ("answer", str)] + ([("extra", str | None, None)] if input_field else [])
+        rename = {"prompt": prompt_field, "answer": answer_field, **({"extra": input_field} if input_field else {})}
+        self._decoders(fields, rename)
+        self.names = (prompt_field, answer_field, *([input_field] if input_field else []))
+
+    def _turns_of(self, record: Any) -> list:
+        return [Said(USER, with_input(record.prompt, getattr(record, "extra", None))), Said(ASSISTANT, record.answer)]
+
+    def _columns(self, data: pa.RecordBatch) -> tuple[list[str], list[str], list[int]] | None:
+        """The prompt, answer and input columns, as text, prompt and answer never null."""
+        prompt_field, answer_field, *input_field = self.names
+        names = data.schema.names
+        if sorted(names) not in (sorted(self.names[:2]), sorted(self.names)):
+            return None
+        if not all(is_text(data.schema.field(name).type) for name in names):
+            return None
+        prompts, answers = data.column(prompt_field), data.column(answer_field)
+        if prompts.null_count or answers.null_count:
+            return None
+        extras = data.column(input_field[0]).to_pylist() if len(names) == 3 else [None] * data.num_rows
+        prompts = [with_input(prompt, extra) for prompt, extra in zip(prompts.to_pylist(), extras)]
+        return ([USER, ASSISTANT] * data.num_rows, [text for pair in zip(prompts, answers.to_pylist()) for text in pair],
+                [2] * data.num_rows)
+
+
+def with_input(prompt: str, extra: str | None) -> str:
+    """An Alpaca prompt: the instruction, then a newline and the input where it is not blank (as `AlpacaShape`)."""
+    return f"{prompt}{INPUT_SEPARATOR}{extra}" if extra is not None and extra.strip() else prompt
+
+
+def is_text(kind: pa.DataType) -> bool:
+    """Whether an Arrow column of this type holds strings."""
+    import pyarrow as pa
+
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def hides_text(raw: bytes) -> bool:

@@ -216,3 +216,72 @@ def test_a_job_that_used_the_batch_path_still_pickles_for_other_processes(tmp_pa
     first = encode_chunk(job, chunk)
     again = encode_chunk(pickle.loads(pickle.dumps(job)), chunk)
     assert np.array_equal(first.samples.input_ids, again.samples.input_ids) and len(again.samples) == 3
+
+
+@st.composite
+def exchanges(draw, prompt: str, answer: str, extra: str | None) -> list:
+    """Records of the Alpaca (`extra`: its input field) or prompt/completion shape, some of them not plain."""
+    result = []
+    for _ in range(draw(st.integers(1, 10))):
+        record = {prompt: draw(turn_text), answer: draw(turn_text)}
+        if extra and draw(st.booleans()):
+            record[extra] = draw(st.one_of(st.none(), turn_text))
+        odd = draw(st.integers(0, 10))
+        if odd == 0:
+            record[answer] = None
+        elif odd == 1:
+            del record[prompt]
+        elif odd == 2:
+            record[draw(st.sampled_from(["system", "history", "reasoning_content", "response", "images", "label"]))] = \
+                draw(st.sampled_from(["S", [["q", "a"]], "why", None, True, False, ["a.png"], 3]))
+        elif odd == 3:
+            record["text"] = draw(turn_text)  # a field the shape ignores, such as a pre-rendered text
+        elif odd == 4:
+            record[prompt] = 7
+        result.append(record)
+    return result
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fields", [("instruction", "output", "input"), ("prompt", "completion", None)])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), extra=st.sampled_from(["", "escaped", "ascii"]), policy=st.sampled_from(list(MaskPolicy)))
+def test_alpaca_and_prompt_completion_chunks_give_what_the_per_record_path_gives(tmp_path, backend, fields, data,
+                                                                                extra, policy):
+    prompt, answer, extra_field = fields
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({prompt: "q", answer: "a"}) + "\n")
+    job = job_for(path, tokenizer_backend=backend, train_on=policy)
+    assert job[0].names[str(path)] == ("alpaca" if extra_field else "prompt-completion")
+    chunk = LineChunk(str(path), 2, jsonl_bytes(data.draw(exchanges(prompt, answer, extra_field)), extra))
+    assert job[0].plain(chunk, job[1]) is not None
+    same_result(job, chunk)
+
+
+def test_alpaca_records_join_a_non_blank_input_to_the_instruction_in_the_batch_path(tmp_path):
+    path = tmp_path / "in.jsonl"
+    items = [{"instruction": "Translate.", "input": "Bonjour", "output": "Hello"},
+             {"instruction": "Say hi.", "input": "  ", "output": "Hi"},
+             {"instruction": "Say hi.", "input": None, "output": "Hi", "id": 9}]
+    path.write_bytes(jsonl_bytes([items[0]] + items, ""))
+    job = job_for(path)
+    chunk = LineChunk(str(path), 1, path.read_bytes())
+    batch = job[0].plain(chunk, job[1])
+    assert batch.places == [1, 2, 3] and batch.contents == ["Translate.\nBonjour", "Hello", "Say hi.", "Hi", "Say hi.", "Hi"]
+    same_result(job, chunk)
+
+
+@pytest.mark.parametrize("with_input", [True, False])
+def test_alpaca_parquet_batches_give_what_the_per_record_path_gives(tmp_path, with_input):
+    import random
+
+    rng = random.Random(3)
+    rows = [{"instruction": rng.choice(TEXTS) + "?", "output": rng.choice(TEXTS),
+             **({"input": rng.choice([None, "", " x ", "<image>"])} if with_input else {})} for _ in range(600)]
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    job = job_for(path)
+    chunks = list(ParquetReader().chunks(path))
+    assert all(job[0].plain(chunk, job[1]) is not None for chunk in chunks)
+    for chunk in chunks:
+        same_result(job, chunk)
