@@ -19,7 +19,7 @@ from .engine import WorkerError, Workers
 from .keep import check_keep_columns, kept_values
 from .lengths import LengthPolicy, LengthStats, Overflow
 from .packing import DEFAULT_WINDOW, Packer
-from .plain import PlainBatch, PlainRecords, plain_records
+from .plain import PlainBatch, PlainRecords, SplitChunk, plain_records, split_ahead
 from .readers import ReaderError, expand_inputs, read_records, reader_for
 from .readers.base import Chunk, RecordChunk
 from .readers.json import MissingRecords
@@ -364,6 +364,8 @@ class FileShapes:
     def plain(self, chunk: Chunk, template: Llama3Template) -> PlainBatch | None:
         """The chunk split into its plain records and the others (see `plain`); None where the batch path does not
         apply: preference data, kept columns, or an input, template or chunk it cannot read."""
+        if isinstance(chunk, SplitChunk):
+            return chunk.batch
         source = getattr(chunk, "source", None)  # a chunk of one input's file (not a RecordChunk)
         if source is None or self.keep or self.task.name != SFT:
             return None
@@ -702,7 +704,11 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
                       folder.location)
         results = dict(done)
         todo = [unit for unit in units if unit.index not in results]
+        first = None  # the first unit's chunks, some split while the tokenizer loads
         if engine is None:
+            if todo:
+                first = split_ahead(unit_chunks(todo[0], options), lambda c: source.shape.plain(c, source.template),
+                                    source.tokenizer)
             source.tokenizer.preload()  # workers forked from here share the loaded backend instead of each loading it
         local = Workers(workers, (source.shape, source.template)) if engine is None else nullcontext()
         with local as pool, Progress(progress) as bar:
@@ -711,7 +717,7 @@ def convert(inputs: list[str], out_dir: str | Path, options: ConvertOptions, *, 
                 results.update(engine.run(job, todo, bar))
             else:
                 for unit in todo:
-                    results[unit.index] = convert_unit(job, unit, pool, bar)
+                    results[unit.index] = convert_unit(job, unit, pool, bar, first if unit is todo[0] else None)
         return finish_run(folder, source, options, [results[unit.index] for unit in units], units)
 
 
@@ -810,11 +816,21 @@ class Progress:
         self.bar.close()
 
 
-def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None = None) -> Summary:
+def unit_chunks(unit: Unit, options: ConvertOptions) -> Iterator[Chunk]:
+    """The chunks of a unit's input span, read as they are taken.
+
+    Raises:
+        ReaderError: the input cannot be read.
+    """
+    return reader_for(unit.path, split=options.split, records=options.records_field).chunks(unit.path, unit.span)
+
+
+def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None = None,
+                 chunks: Iterator[Chunk] | None = None) -> Summary:
     """Convert one unit into its shards and rejects, then record its receipt; returns its summary.
 
     `pool` holds the shaper and template (`UnitJob.open`) as its job; `bar`, if given, counts the
-    unit's records and tokens as they are written.
+    unit's records and tokens as they are written; `chunks`, if given, are the unit's (`unit_chunks`).
 
     Raises:
         ConvertError: the input cannot be read, a worker process died, or (with `on_error="fail"`)
@@ -829,7 +845,7 @@ def convert_unit(job: UnitJob, unit: Unit, pool: Workers, bar: Progress | None =
                                          layout=pool.job[0].task.layout(packed, options.keep_columns))
         rejects = RejectsWriter(folder.local / work.rejects(unit))
         summary = Summary(pack=options.pack)
-        chunks = reader_for(unit.path, split=options.split, records=options.records_field).chunks(unit.path, unit.span)
+        chunks = unit_chunks(unit, options) if chunks is None else chunks
         try:
             run(chunks, pool, writer, rejects, summary, options, bar)
             summary.shards = writer.close()

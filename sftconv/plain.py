@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 import re
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -21,6 +23,7 @@ import msgspec
 import numpy as np
 
 from .conversation import ASSISTANT, SYSTEM, USER, Location, Record, Rejected
+from .readers.base import Chunk
 from .readers.jsonl import LineChunk, parse_lines
 from .readers.parquet import ArrowChunk
 from .shapes.alpaca import INPUT_SEPARATOR
@@ -31,13 +34,14 @@ from .shapes.turns import MAX_TEXT_CHARS
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .readers.base import Chunk
     from .shapes.shaper import Shaper
     from .template import Llama3Template, Samples
+    from .tokenizer import Tokenizer
 
 ROLE_CODES = {SYSTEM: 0, USER: 1, ASSISTANT: 2}  # a turn's role as the checks below number it; -1: any other
 ROLE_NAMES = (SYSTEM, USER, ASSISTANT)
 THINK = "think>"
+AHEAD_BYTES = 64 << 20  # input split ahead while the tokenizer loads, at most: a bound on the memory it holds
 # Record fields that change what a plain record means: read by the shapes (a system prompt, tool definitions, a
 # history, a trace; another name of the list of turns or the answer) or meaningful though unread (`shapes.meaning`).
 # A record with any of them is not plain.
@@ -88,6 +92,56 @@ class PlainBatch:
 
     def render(self, template: Llama3Template) -> Samples:
         return template.lay_out(self.roles, self.contents, self.kinds, self.sizes)
+
+
+@dataclass(frozen=True)
+class SplitChunk(Chunk):
+    """A chunk already split into its plain records and the others (`split_ahead`); only `encode_chunk` reads it."""
+
+    source: str
+    batch: PlainBatch
+
+    def records(self) -> Iterator[Record | Rejected]:
+        raise TypeError("a split chunk holds its plain records as the template's lists, not as records")
+
+
+def split_ahead(chunks: Iterator[Chunk], split: Callable[[Chunk], PlainBatch | None], tokenizer: Tokenizer
+                ) -> Iterator[Chunk]:
+    """The chunks, the first of them split (`split`) while the tokenizer loads in a thread, up to AHEAD_BYTES.
+
+    The fast backend takes a second or two to load on one core before the workers can fork and share it;
+    splitting the first chunks meanwhile (decoding and checks, no tokenizer) uses the core that would wait.
+    A chunk that cannot be read raises when its turn comes, as it would have.
+    """
+    ready: deque[Chunk] = deque()
+    taken, failure = 0, None
+    while taken < AHEAD_BYTES and tokenizer.loading():
+        try:
+            chunk = next(chunks, None)
+        except Exception as error:  # a reader's failure: raised in its place below
+            failure = error
+            break
+        if chunk is None:
+            break
+        batch = split(chunk)
+        if batch is None:  # a chunk the batch path does not read: so are the rest of its input's
+            ready.append(chunk)
+            break
+        ready.append(SplitChunk(chunk.source, batch))
+        taken += len(chunk.data) if isinstance(chunk, LineChunk) else chunk.batch.nbytes
+    return _then(ready, failure, chunks)
+
+
+def _then(ready: deque[Chunk], failure: Exception | None, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """The chunks split ahead, then the failure met splitting them or the rest; closing it closes `chunks`."""
+    try:
+        while ready:
+            yield ready.popleft()  # let go of each as it is taken
+        if failure is not None:
+            raise failure
+        yield from chunks
+    finally:
+        chunks.close()
 
 
 class PlainRecords:

@@ -82,6 +82,10 @@ class Tokenizer:
         if "fork" in multiprocessing.get_all_start_methods():
             self.backend.preload(wait=wait)
 
+    def loading(self) -> bool:
+        """Whether the backend is loading in a thread (`preload(wait=False)`), so the caller may do other work."""
+        return self.backend.loading()
+
     @property
     def backend_name(self) -> str:
         """The backend and its version, as the manifest records it (e.g. `fastokens 0.3.5`)."""

@@ -113,6 +113,9 @@ class TiktokenBackend:
     def preload(self, *, wait: bool = True) -> None:
         """Nothing to do: tiktoken is ready once built."""
 
+    def loading(self) -> bool:
+        return False
+
     def encode(self, text: str) -> list[int]:
         return self.encoding.encode_ordinary(text)
 
@@ -198,6 +201,11 @@ class FastokensBackend:
         elif self._fast is None and self._loader is None and self._fingerprint not in LOADED:
             self._loader = threading.Thread(target=self._load_quietly, name="fastokens-load", daemon=True)
             self._loader.start()
+
+    def loading(self) -> bool:
+        """Whether a `preload(wait=False)` thread is still loading."""
+        loader = self._loader
+        return loader is not None and loader.is_alive()
 
     def _load_quietly(self) -> None:
         try:

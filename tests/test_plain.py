@@ -285,3 +285,62 @@ def test_alpaca_parquet_batches_give_what_the_per_record_path_gives(tmp_path, wi
     assert all(job[0].plain(chunk, job[1]) is not None for chunk in chunks)
     for chunk in chunks:
         same_result(job, chunk)
+
+
+class Loading:
+    """A tokenizer whose background load ends after `calls` questions (what `split_ahead` asks of it)."""
+
+    def __init__(self, calls: int):
+        self.calls = calls
+
+    def loading(self) -> bool:
+        self.calls -= 1
+        return self.calls >= 0
+
+
+def test_chunks_are_split_ahead_while_the_tokenizer_loads_and_then_read_as_before(tmp_path):
+    from sftconv.plain import SplitChunk, split_ahead
+    from sftconv.readers.jsonl import JsonlReader
+
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl_bytes([{"messages": [{"role": "user", "content": f"q{i}" * 2000},
+                                                {"role": "assistant", "content": "a"}]} for i in range(300)], ""))
+    job = job_for(path)
+    chunks = list(JsonlReader().chunks(path))
+    ahead = list(split_ahead(JsonlReader().chunks(path), lambda c: job[0].plain(c, job[1]), Loading(2)))
+    assert len(chunks) > 3 and [type(c) for c in ahead] == [SplitChunk, SplitChunk] + [LineChunk] * (len(chunks) - 2)
+    for split, chunk in zip(ahead, chunks):
+        fast, slow = encode_chunk(job, split), encode_records(job, enumerate(chunk.records()))[0]
+        assert np.array_equal(fast.samples.input_ids, slow.samples.input_ids) and fast.read == slow.read
+
+
+def test_a_read_failure_met_splitting_ahead_is_raised_in_its_place(tmp_path):
+    from sftconv.plain import split_ahead
+
+    def chunks():
+        yield "first"
+        raise OSError("disk gone")
+
+    taken = split_ahead(chunks(), lambda c: None, Loading(5))
+    assert next(taken) == "first"  # a chunk the batch path does not read ends the splitting: it comes back as it is
+    with pytest.raises(OSError, match="disk gone"):
+        next(taken)
+
+
+def test_a_fresh_process_that_splits_ahead_writes_the_bytes_of_one_that_does_not(tmp_path):
+    import subprocess
+    import sys
+
+    if "fastokens" not in BACKENDS:
+        pytest.skip("fastokens has no wheel for this platform: nothing loads in a thread")
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(jsonl_bytes([{"messages": [{"role": "user", "content": f"question {i} " + TEXTS[i % len(TEXTS)]},
+                                                {"role": "assistant", "content": "answer " * (i % 50)}]}
+                                  for i in range(20000)], ""))
+    outputs = {}
+    for backend in ("fastokens", "tiktoken"):  # fastokens loads in a thread while chunks are split; tiktoken does not
+        out = tmp_path / backend
+        subprocess.run([sys.executable, "-m", "sftconv", "convert", str(path), "-o", str(out), "-q", "--workers", "2",
+                        "--tokenizer-backend", backend], check=True)
+        outputs[backend] = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "manifest.json"}
+    assert outputs["fastokens"] == outputs["tiktoken"] and len(outputs["tiktoken"]) == 2
