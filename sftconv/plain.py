@@ -1,10 +1,10 @@
 """The batch path: a chunk's plain chat records decoded and checked together, straight into the template's lists.
 
-Most records of the common shapes are a list of turns, each a role and a string (OpenAI, ShareGPT), or a prompt
-and an answer (Alpaca, prompt/completion), and nothing that changes their meaning besides. Such a record needs none of the per-record path's work (a Record, Messages, a Conversation, the turn rules, the
-scans for special text and meaningful fields): a typed msgspec decoder reads it (JSON Lines), or Arrow
-flattens its column (Parquet); a few tests over the whole chunk check it; the template lays it out in one
-batch. A record that is anything more (another field, a tool turn, special-token text or another template's
+Most records of the common shapes are a list of turns, each a role and a string (OpenAI, ShareGPT), or a
+prompt and an answer (Alpaca, prompt/completion), and nothing that changes their meaning besides. Such a record
+needs none of the per-record path's work (a Record, Messages, a Conversation, the turn rules, the scans for
+special text and meaningful fields): a typed msgspec decoder reads it (JSON Lines), or Arrow flattens its
+columns (Parquet); a few tests over the whole chunk check it; the template lays it out in one batch. A record that is anything more (another field, a tool turn, special-token text or another template's
 markers, a `<think>` tag, a media placeholder, an empty turn, a role out of order...) goes to the per-record
 path, which decides what becomes of it. Both paths write the same bytes (`tests/test_plain.py`).
 """
@@ -47,8 +47,8 @@ AHEAD_BYTES = 64 << 20  # input split ahead while the tokenizer loads, at most: 
 # A record with any of them is not plain.
 RESERVED = ("messages", "conversations", "conversation", "system", "tools", "functions", "history", "response",
             RECORD_FIELD, *MEANINGFUL_FIELDS)
-# An escape that could spell a character of a marker (< > | [ ] /) in JSON text.
-ESCAPED_MARKS = re.compile(rb"\\u00(?:3[cCeE]|7[cC]|5[bBdD]|2[fF])|\\/")
+# An escape that could spell a character of a marker (any ASCII character, `\/` too) in JSON text.
+ESCAPED_MARKS = re.compile(rb"\\u00[0-7][0-9a-fA-F]|\\/")
 SHAPES = ("openai", "sharegpt", "alpaca", "prompt-completion")  # the shapes whose records may be plain
 
 

@@ -75,7 +75,7 @@ def jsonl_bytes(items: list, extra: str) -> bytes:
     elif extra == "broken":
         lines.insert(len(lines) // 2, '{"messages": [')
     elif extra == "escaped":  # what some writers do (Go's encoding/json escapes <, > and &)
-        lines = [line.replace("<", "\\u003c").replace("/", "\\/") for line in lines]
+        lines = [line.replace("<", "\\u003c").replace("/", "\\/").replace("I", "\\u0049") for line in lines]
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
@@ -344,3 +344,17 @@ def test_a_fresh_process_that_splits_ahead_writes_the_bytes_of_one_that_does_not
                         "--tokenizer-backend", backend], check=True)
         outputs[backend] = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "manifest.json"}
     assert outputs["fastokens"] == outputs["tiktoken"] and len(outputs["tiktoken"]) == 2
+
+
+def test_marker_text_spelled_with_escapes_in_a_skipped_field_leaves_the_record_to_the_per_record_path(tmp_path):
+    path = tmp_path / "in.jsonl"
+    turns = '"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]'
+    lines = [f'{{"id": 0, {turns}}}', f'{{"id": 1, {turns}}}', f'{{"note": "[\\u0049NST] hi", {turns}}}',
+             f'{{"note": "\\u003c|eot_id|>", {turns}}}', f'{{"note": "<\\/s>", {turns}}}', f'{{"note": "caf\\u00e9", {turns}}}']
+    path.write_text("\n".join(lines) + "\n")
+    job = job_for(path)
+    chunk = LineChunk(str(path), 1, path.read_bytes())
+    assert job[0].plain(chunk, job[1]).places == [1, 5]
+    result = encode_chunk(job, chunk)
+    assert result.marked == 3 and len(result.samples) == 6
+    same_result(job, chunk)
