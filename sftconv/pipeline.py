@@ -365,7 +365,7 @@ class FileShapes:
         """The chunk split into its plain records and the others (see `plain`); None where the batch path does not
         apply: preference data, kept columns, or an input, template or chunk it cannot read."""
         if isinstance(chunk, SplitChunk):
-            return chunk.batch
+            return chunk.batch()
         source = getattr(chunk, "source", None)  # a chunk of one input's file (not a RecordChunk)
         if source is None or self.keep or self.task.name != SFT:
             return None

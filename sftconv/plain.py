@@ -12,12 +12,13 @@ path, which decides what becomes of it. Both paths write the same bytes (`tests/
 from __future__ import annotations
 
 import io
+import pickle
 import re
-from collections import deque
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import msgspec
 import numpy as np
@@ -96,10 +97,14 @@ class PlainBatch:
 
 @dataclass(frozen=True)
 class SplitChunk(Chunk):
-    """A chunk already split into its plain records and the others (`split_ahead`); only `encode_chunk` reads it."""
+    """A chunk already split into its plain records and the others (`split_ahead`), pickled; only `encode_chunk`
+    reads it."""
 
     source: str
-    batch: PlainBatch
+    data: bytes  # the pickled PlainBatch
+
+    def batch(self) -> PlainBatch:
+        return pickle.loads(self.data)
 
     def records(self) -> Iterator[Record | Rejected]:
         raise TypeError("a split chunk holds its plain records as the template's lists, not as records")
@@ -111,36 +116,44 @@ def split_ahead(chunks: Iterator[Chunk], split: Callable[[Chunk], PlainBatch | N
 
     The fast backend takes a second or two to load on one core before the workers can fork and share it;
     splitting the first chunks meanwhile (decoding and checks, no tokenizer) uses the core that would wait.
+    The split chunks wait in a temporary file, not in memory that the workers forked next would inherit.
     A chunk that cannot be read raises when its turn comes, as it would have.
     """
-    ready: deque[Chunk] = deque()
-    taken, failure = 0, None
+    spool = tempfile.TemporaryFile()
+    sizes: list[tuple[str, int]] = []  # each split chunk's input and pickled size, in order
+    taken, after = 0, []  # after: what comes next, a chunk the batch path does not read or a failure
     while taken < AHEAD_BYTES and tokenizer.loading():
         try:
             chunk = next(chunks, None)
         except Exception as error:  # a reader's failure: raised in its place below
-            failure = error
+            after = [error]
             break
         if chunk is None:
             break
         batch = split(chunk)
         if batch is None:  # a chunk the batch path does not read: so are the rest of its input's
-            ready.append(chunk)
+            after = [chunk]
             break
-        ready.append(SplitChunk(chunk.source, batch))
+        sizes.append((chunk.source, spool.write(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))))
         taken += len(chunk.data) if isinstance(chunk, LineChunk) else chunk.batch.nbytes
-    return _then(ready, failure, chunks)
+    return _then(spool, sizes, after, chunks)
 
 
-def _then(ready: deque[Chunk], failure: Exception | None, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """The chunks split ahead, then the failure met splitting them or the rest; closing it closes `chunks`."""
+def _then(spool: BinaryIO, sizes: list[tuple[str, int]], after: list, chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """The chunks split ahead, read back from `spool`, then what came after them and the rest; closing it closes
+    `chunks`."""
     try:
-        while ready:
-            yield ready.popleft()  # let go of each as it is taken
-        if failure is not None:
-            raise failure
+        spool.seek(0)
+        for source, size in sizes:
+            yield SplitChunk(source, spool.read(size))
+        spool.close()
+        for item in after:
+            if isinstance(item, Exception):
+                raise item
+            yield item
         yield from chunks
     finally:
+        spool.close()
         chunks.close()
 
 
