@@ -130,8 +130,11 @@ def split_ahead(chunks: Iterator[Chunk], split: Callable[[Chunk], PlainBatch | N
             break
         if chunk is None:
             break
-        batch = split(chunk)
-        if batch is None:  # a chunk the batch path does not read: so are the rest of its input's
+        try:
+            batch = split(chunk)
+        except Exception:  # left for the worker, where it fails (or not) as it would have
+            batch = None
+        if batch is None:  # a chunk the batch path does not read ends the splitting
             after = [chunk]
             break
         sizes.append((chunk.source, spool.write(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))))
@@ -146,7 +149,6 @@ def _then(spool: BinaryIO, sizes: list[tuple[str, int]], after: list, chunks: It
         spool.seek(0)
         for source, size in sizes:
             yield SplitChunk(source, spool.read(size))
-        spool.close()
         for item in after:
             if isinstance(item, Exception):
                 raise item
@@ -160,8 +162,8 @@ def _then(spool: BinaryIO, sizes: list[tuple[str, int]], after: list, chunks: It
 class PlainRecords:
     """Finds the plain records of one input's chunks; a subclass says what a plain record of its shape is.
 
-    A subclass gives `_decode` (a line holding the plain fields and nothing else), `_decode_among_others` (the
-    same fields among others, those in `RESERVED` kept in `_slots`), `_turns_of` and `_columns`.
+    A subclass calls `_decoders` with its plain fields and gives `_turns_of` and `_columns` (and `_bare`, where
+    its shape reads records of another form).
 
     Args:
         roles: the role table (lower-case name -> role) the turns' role names go through.
@@ -220,11 +222,11 @@ class PlainRecords:
         roles = [t.role for chat in turns for t in chat]
         contents = [t.content for chat in turns for t in chat]
         plain = self._keep_plain(batch, roles, contents, [len(chat) for chat in turns])
-        for (place, number, raw), is_plain in zip(lines, plain.tolist()):
+        for (line_place, number, raw), is_plain in zip(lines, plain.tolist()):
             if is_plain:
-                batch.places.append(place)
+                batch.places.append(line_place)
             else:
-                batch.others.extend((place, item) for item in parse_lines([raw], chunk.source, number))
+                batch.others.extend((line_place, item) for item in parse_lines([raw], chunk.source, number))
         batch.others.sort(key=lambda other: other[0])
         return batch
 
@@ -233,13 +235,19 @@ class PlainRecords:
         change nothing (none in `RESERVED`) and hold no text the checks must see (`hides_text`); else None."""
         try:
             return self._turns_of(self._decode(raw))
-        except msgspec.DecodeError:
+        except Exception:  # msgspec raises several types (DecodeError, RecursionError...); the per-record path decides
             pass
         try:
             record = self._decode_among_others(raw)
-        except msgspec.DecodeError:
+        except Exception:
             return self._bare(raw)
         if any(getattr(record, slot) is not msgspec.UNSET for slot in self._slots) or hides_text(raw):
+            return None
+        # The fields skipped above were not checked (UTF-8, nesting...): the line must decode whole, as parse_lines
+        # decodes it first.
+        try:
+            msgspec.json.decode(raw)
+        except Exception:
             return None
         return self._turns_of(record)
 
@@ -268,10 +276,13 @@ class PlainRecords:
         first = np.zeros(count, dtype=np.int64)
         np.cumsum(size[:-1], out=first[1:])
         record = np.repeat(np.arange(count), size)
-        codes = {name: ROLE_CODES.get(self.roles.get(name.lower()), -1) for name in set(roles)}
+        # A role name the scans would find text in (a role alias such as "[INST]") is not a plain record's.
+        codes = {name: -1 if not_plain().search(name) else ROLE_CODES.get(self.roles.get(name.lower()), -1)
+                 for name in set(roles)}
         code = np.array([codes[name] for name in roles], dtype=np.int64)
         texts = [text.strip() for text in contents]
         length = np.array([len(text) for text in texts], dtype=np.int64)
+        untrimmed = np.array([len(text) for text in contents], dtype=np.int64)  # what `checked_texts` measures
         # The rules of `shapes.rules.well_formed` with roles only system, user and assistant: a system turn
         # first if at all, then user and assistant turns by turns from the user's, none empty.
         position = np.arange(len(code)) - np.repeat(first, size)
@@ -280,7 +291,7 @@ class PlainRecords:
         after_system = position - np.repeat(opens_with_system, size)
         bad = (code < 0) | ((code == 0) & (position != 0)) | ((code > 0) & (code != 1 + after_system % 2))
         bad |= (code > 0) & (length == 0)
-        bad |= length > MAX_TEXT_CHARS
+        bad |= untrimmed > MAX_TEXT_CHARS
         bad[self._marked(texts)] = True
         turns = np.zeros(count, dtype=np.int64)
         np.add.at(turns, record, code > 0)
@@ -342,7 +353,7 @@ class ChatRecords(PlainRecords):
             return None
         try:
             return self._decode_list(raw)
-        except msgspec.DecodeError:
+        except Exception:
             return None
 
     def _columns(self, data: pa.RecordBatch) -> tuple[list[str], list[str], list[int]] | None:

@@ -358,3 +358,57 @@ def test_marker_text_spelled_with_escapes_in_a_skipped_field_leaves_the_record_t
     result = encode_chunk(job, chunk)
     assert result.marked == 3 and len(result.samples) == 6
     same_result(job, chunk)
+
+
+CHAT = '"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]'
+
+
+@pytest.mark.parametrize("line", [
+    b'{"note": "caf\xe9", ' + CHAT.encode() + b'}',  # not UTF-8, in a field the typed decoder skips
+    b'{"note": "\xed\xa0\x80", ' + CHAT.encode() + b'}',
+    b'{"note": ' + b"[" * 5000 + b"]" * 5000 + b', ' + CHAT.encode() + b'}',  # nested too deeply to decode
+    ('{"messages": [{"role": "user", "content": "' + " " * 4_000_000 + 'x"}, '
+     '{"role": "assistant", "content": "a"}]}').encode(),  # too long, though short once trimmed
+], ids=["latin1", "surrogate-bytes", "deep", "padded"])
+def test_lines_the_per_record_path_rejects_are_rejected_whatever_field_holds_the_fault(tmp_path, line):
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})
+                    + "\n")
+    job = job_for(path)
+    chunk = LineChunk(str(path), 2, line + b"\n" + ("{" + CHAT + "}\n").encode())
+    result = encode_chunk(job, chunk)
+    assert len(result.rejected) == 1 and len(result.samples) == 1
+    same_result(job, chunk)
+
+
+def test_a_parquet_turn_too_long_only_with_its_whitespace_is_rejected(tmp_path):
+    turn_type = pa.struct([("role", pa.string()), ("content", pa.string())])
+    path = tmp_path / "in.parquet"
+    chats = [[{"role": "user", "content": "x" + "\n" * 4_000_000}, {"role": "assistant", "content": "a"}],
+             [{"role": "user", "content": "x"}, {"role": "assistant", "content": "a"}]]
+    pq.write_table(pa.table({"messages": pa.array(chats, pa.list_(turn_type))}), path)
+    job = job_for(path)
+    chunk = next(ParquetReader().chunks(path))
+    assert [r.reason for _, r in encode_chunk(job, chunk).rejected] == ["text_too_long"]
+    same_result(job, chunk)
+
+
+@pytest.mark.parametrize("alias", ["<image>", "<|user|>", "[INST]"])
+def test_a_role_alias_holding_marker_text_is_scanned_as_the_per_record_path_scans_it(tmp_path, alias):
+    path = tmp_path / "in.jsonl"
+    record = {"messages": [{"role": alias, "content": "Hi"}, {"role": "assistant", "content": "a"}]}
+    path.write_bytes(jsonl_bytes([record] * 3, ""))
+    for special_text in ("keep", "reject"):
+        job = job_for(path, mapping=FieldMapping(roles={alias: "user"}), special_text=special_text)
+        chunk = LineChunk(str(path), 2, path.read_bytes())
+        assert encode_chunk(job, chunk).marked + sum(encode_chunk(job, chunk).warned.values()) == 3
+        same_result(job, chunk)
+
+
+def test_a_chunk_that_fails_to_split_ahead_is_left_for_the_worker(tmp_path):
+    from sftconv.plain import split_ahead
+
+    def split(chunk):
+        raise RuntimeError("a bug in the batch path")
+
+    assert list(split_ahead((c for c in ["a", "b"]), split, Loading(5))) == ["a", "b"]
