@@ -555,15 +555,15 @@ def encode_chunk(job: tuple[FileShapes, Llama3Template], chunk: Chunk) -> Encode
     """
     shape, template = job
     plain = shape.plain(chunk, template)
-    if plain is None:
-        return encode_records(job, enumerate(chunk.records()))[0]
     try:
+        if plain is None:
+            return encode_records(job, enumerate(chunk.records()))[0]
         rendered = plain.render(template)
-    except BackendMismatch as error:
+        if not plain.others:
+            return EncodedChunk(rendered, [], plain.read, 0)
+        result, places = encode_records(job, plain.others)
+    except BackendMismatch as error:  # the fast tokenizer gave other ids than tiktoken: the run stops
         raise ConvertError(str(error)) from error
-    if not plain.others:
-        return EncodedChunk(rendered, [], plain.read, 0)
-    result, places = encode_records(job, plain.others)
     samples = Samples.in_order([(rendered, plain.places), (result.samples, places)])
     return replace(result, samples=samples, read=plain.read)
 
@@ -603,10 +603,7 @@ def encode_records(job: tuple[FileShapes, Llama3Template], items: Iterable[tuple
                 item = Rejected(item.location, error.reason, error.detail, item.data)
         rejected.append((index, item))
     total, template.reasoning_counts = template.reasoning_counts, ReasoningCounts()  # these records' apart
-    try:
-        samples, errors = shape.task.render(template, chats)
-    except BackendMismatch as error:
-        raise ConvertError(str(error)) from error
+    samples, errors = shape.task.render(template, chats)
     counts, template.reasoning_counts = template.reasoning_counts, total
     total.add(counts)
     failed = [(index, Rejected(item.location, error.reason, error.detail, item.data))

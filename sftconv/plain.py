@@ -4,9 +4,10 @@ Most records of the common shapes are a list of turns, each a role and a string 
 prompt and an answer (Alpaca, prompt/completion), and nothing that changes their meaning besides. Such a record
 needs none of the per-record path's work (a Record, Messages, a Conversation, the turn rules, the scans for
 special text and meaningful fields): a typed msgspec decoder reads it (JSON Lines), or Arrow flattens its
-columns (Parquet); a few tests over the whole chunk check it; the template lays it out in one batch. A record that is anything more (another field, a tool turn, special-token text or another template's
-markers, a `<think>` tag, a media placeholder, an empty turn, a role out of order...) goes to the per-record
-path, which decides what becomes of it. Both paths write the same bytes (`tests/test_plain.py`).
+columns (Parquet); a few tests over the whole chunk check it; the template lays it out in one batch. A record
+that is anything more (a field a shape reads, a tool turn, special-token text or another template's markers, a
+`<think>` tag, a media placeholder, an empty turn, a role out of order...) goes to the per-record path, which
+decides what becomes of it. Both paths write the same bytes (`tests/test_plain.py`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from .conversation import ASSISTANT, SYSTEM, USER, Location, Record, Rejected
 from .readers.base import Chunk
 from .readers.jsonl import LineChunk, parse_lines
 from .readers.parquet import ArrowChunk
-from .shapes.alpaca import INPUT_SEPARATOR
-from .shapes.meaning import MEANINGFUL_FIELDS
+from .shapes.alpaca import with_input
+from .shapes.meaning import MEANINGFUL_FIELDS, PLACEHOLDERS
 from .shapes.reasoning import RECORD_FIELD
 from .shapes.turns import MAX_TEXT_CHARS
 
@@ -422,11 +423,6 @@ class ExchangeRecords(PlainRecords):
                 [2] * data.num_rows)
 
 
-def with_input(prompt: str, extra: str | None) -> str:
-    """An Alpaca prompt: the instruction, then a newline and the input where it is not blank (as `AlpacaShape`)."""
-    return f"{prompt}{INPUT_SEPARATOR}{extra}" if extra is not None and extra.strip() else prompt
-
-
 def is_text(kind: pa.DataType) -> bool:
     """Whether an Arrow column of this type holds strings."""
     import pyarrow as pa
@@ -452,4 +448,5 @@ def not_plain() -> re.Pattern:
     scan), media placeholders (the meaning check). Each starts with < or [, which the search looks for first."""
     from .validate.text import LITERAL_MARKERS  # imported late: validate imports the pipeline, which imports this
 
-    return re.compile(r"<\||<image>|<audio>|<video>|" + LITERAL_MARKERS)
+    placeholders = "|".join(re.escape(mark.decode()) for mark in PLACEHOLDERS)
+    return re.compile(r"<\||" + placeholders + "|" + LITERAL_MARKERS)

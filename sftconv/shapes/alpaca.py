@@ -41,6 +41,9 @@ class AlpacaShape(Shape):
                 raise RecordError(MISSING_FIELD, f"'{answer_key}' is null")
             raise RecordError(MISSING_FIELD, f"no 'output' or 'response' field (fields: {fields_seen(data)})")
         answer = required_text(data, answer_key)
-        extra = optional_text(data, "input")
-        prompt = instruction if extra is None else f"{instruction}{INPUT_SEPARATOR}{extra}"
-        return exchange(data, prompt, answer, record_trace(data))
+        return exchange(data, with_input(instruction, optional_text(data, "input")), answer, record_trace(data))
+
+
+def with_input(instruction: str, extra: str | None) -> str:
+    """The user turn of an Alpaca record: the instruction, then a newline and the input where it is not blank."""
+    return f"{instruction}{INPUT_SEPARATOR}{extra}" if extra is not None and extra.strip() else instruction
