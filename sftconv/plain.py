@@ -18,13 +18,13 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 import msgspec
 import numpy as np
 
 from .conversation import ASSISTANT, SYSTEM, USER, Location, Record, Rejected
+from .markers import LITERAL_MARKERS
 from .readers.base import Chunk
 from .readers.jsonl import LineChunk, parse_lines
 from .readers.parquet import ArrowChunk
@@ -49,6 +49,10 @@ AHEAD_BYTES = 64 << 20  # input split ahead while the tokenizer loads, at most: 
 # A record with any of them is not plain.
 RESERVED = ("messages", "conversations", "conversation", "system", "tools", "functions", "history", "response",
             RECORD_FIELD, *MEANINGFUL_FIELDS)
+# Text the per-record path must see: what could spell a special token, other templates' markers (the special-text
+# scan), media placeholders (the meaning check). Each starts with < or [, which the search looks for first.
+NOT_PLAIN = re.compile("|".join([r"<\|", *(re.escape(mark.decode()) for mark in PLACEHOLDERS), LITERAL_MARKERS]))
+NOT_PLAIN_BYTES = re.compile(NOT_PLAIN.pattern.encode("ascii"))  # NOT_PLAIN, on a line's JSON text
 # An escape that could spell a character of a marker (any ASCII character, `\/` too) in JSON text.
 ESCAPED_MARKS = re.compile(rb"\\u00[0-7][0-9a-fA-F]|\\/")
 SHAPES = ("openai", "sharegpt", "alpaca", "prompt-completion")  # the shapes whose records may be plain
@@ -278,7 +282,7 @@ class PlainRecords:
         np.cumsum(size[:-1], out=first[1:])
         record = np.repeat(np.arange(count), size)
         # A role name the scans would find text in (a role alias such as "[INST]") is not a plain record's.
-        codes = {name: -1 if not_plain().search(name) else ROLE_CODES.get(self.roles.get(name.lower()), -1)
+        codes = {name: -1 if NOT_PLAIN.search(name) else ROLE_CODES.get(self.roles.get(name.lower()), -1)
                  for name in set(roles)}
         code = np.array([codes[name] for name in roles], dtype=np.int64)
         texts = [text.strip() for text in contents]
@@ -323,10 +327,9 @@ class PlainRecords:
 
     @staticmethod
     def _marked(texts: list[str]) -> list[int]:
-        """The turns whose text the per-record path must see (`not_plain`, or a think tag)."""
-        pattern = not_plain()
+        """The turns whose text the per-record path must see (`NOT_PLAIN`, or a think tag)."""
         return [i for i, text in enumerate(texts)
-                if ("<" in text or "[" in text or THINK in text) and (THINK in text or pattern.search(text))]
+                if ("<" in text or "[" in text or THINK in text) and (THINK in text or NOT_PLAIN.search(text))]
 
 
 class ChatRecords(PlainRecords):
@@ -432,21 +435,5 @@ def is_text(kind: pa.DataType) -> bool:
 
 def hides_text(raw: bytes) -> bool:
     """Whether a JSON line may hold, in a field the batch path does not decode, text the per-record path must see:
-    `not_plain` as it is, or any of its characters written as an escape (`\\u003c`, `\\/`...)."""
-    return bool(ESCAPED_MARKS.search(raw) or not_plain_bytes().search(raw))
-
-
-@cache
-def not_plain_bytes() -> re.Pattern:
-    """`not_plain`, on a line's JSON text."""
-    return re.compile(not_plain().pattern.encode("ascii"))
-
-
-@cache
-def not_plain() -> re.Pattern:
-    """Text the per-record path must see: what could spell a special token, other templates' markers (the special-text
-    scan), media placeholders (the meaning check). Each starts with < or [, which the search looks for first."""
-    from .validate.text import LITERAL_MARKERS  # imported late: validate imports the pipeline, which imports this
-
-    placeholders = "|".join(re.escape(mark.decode()) for mark in PLACEHOLDERS)
-    return re.compile(r"<\||" + placeholders + "|" + LITERAL_MARKERS)
+    `NOT_PLAIN` as it is, or any of its characters written as an escape (`\\u003c`, `\\/`...)."""
+    return bool(ESCAPED_MARKS.search(raw) or NOT_PLAIN_BYTES.search(raw))

@@ -6,9 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sftconv.conversation import Message, RecordError, ToolCall
+from sftconv.markers import FOREIGN_MARKERS
 from sftconv.shapes import OpenAIShape, TurnRules
 from sftconv.shapes.rules import well_formed
-from sftconv.validate.text import FOREIGN_MARKERS, MARKER, first_marker, may_hold_marker, strings
+from sftconv.validate.text import MARKER, first_marker, may_hold_marker, strings
 
 ROLE_NAMES = ["system", "user", "assistant", "tool", "USER", "Gpt", "human", "function_call", "bot", "nobody"]
 PIECES = ["hi", " ", "\n", "", "<|eot_id|>", "<|x|>", "<|", "|>", "<", "[", "INST]", "\ud800", "\x00", "é", "🙂",

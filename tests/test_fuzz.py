@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from sftconv import conversation
 from sftconv.conversation import Rejected
+from sftconv.markers import FOREIGN_MARKERS
 from sftconv.pipeline import ConvertError, FileShapes, InputShape, Source, encode_batches, sample_records
 from sftconv.shapes import SHAPES, FieldMapping, ShapeNotFound, TurnRules, detect_shape
 from sftconv.template import Encoded, Llama3Template, Llama31Template
-from sftconv.validate.text import FOREIGN_MARKERS
 
 REASONS = {value for name, value in vars(conversation).items() if name.isupper() and isinstance(value, str)}
 FIELDS = ["messages", "role", "content", "conversations", "from", "value", "instruction", "input", "output",

@@ -13,34 +13,15 @@ from typing import Any
 
 import msgspec
 
+from ..markers import FOREIGN_MARKERS, LITERAL_MARKERS
 from ..tokenizer import special_token_names
 from .codes import CONTROL_CHARACTER, FOREIGN_TEMPLATE_MARKER, LONE_SURROGATE, SPECIAL_TOKEN_TEXT
 from .report import Finding
 
 LLAMA3_NAMES = frozenset(special_token_names())
 
-# Markers other chat formats put in text; seeing one means the data was templated for another model.
-FOREIGN_MARKERS = {
-    "<|im_start|>": "ChatML (Qwen, Yi, OpenHermes)",
-    "<|im_end|>": "ChatML (Qwen, Yi, OpenHermes)",
-    "<|user|>": "Zephyr/Phi-3/TÜLU",
-    "<|assistant|>": "Zephyr/Phi-3/TÜLU",
-    "<|system|>": "Zephyr/Phi-3/TÜLU",
-    "<|end|>": "Phi-3",
-    "<|endoftext|>": "GPT-2/GPT-3/Qwen end of text",
-    "</s>": "SentencePiece end of sequence (Llama 2, Mistral)",
-    "<s>": "SentencePiece start of sequence (Llama 2, Mistral)",
-    "[INST]": "Llama 2/Mistral instruction",
-    "[/INST]": "Llama 2/Mistral instruction",
-    "<<SYS>>": "Llama 2 system prompt",
-    "<</SYS>>": "Llama 2 system prompt",
-    "<start_of_turn>": "Gemma",
-    "<end_of_turn>": "Gemma",
-}
-
 # One pass per string: a lone surrogate, a control character (C0 and C1 except tab, LF and CR, and DEL),
-# or anything shaped like a `<|name|>` special token or one of the literal foreign markers.
-LITERAL_MARKERS = "|".join(re.escape(m) for m in FOREIGN_MARKERS if not m.startswith("<|"))
+# or anything shaped like a `<|name|>` special token or one of the literal foreign markers (`markers`).
 PATTERN = re.compile(
     r"(?P<surrogate>[\ud800-\udfff])"
     r"|(?P<control>[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f])"
